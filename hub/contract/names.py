@@ -1,0 +1,30 @@
+"""Names and namespaces of ProcessCervixScreeningInformation (CONTRACT.md §1)."""
+
+from typing import Final
+
+CORE_NS: Final = "urn:riv:clinicalprocess:logistics:cervixscreening:1"
+RESPONDER_NS: Final = (
+    "urn:riv:clinicalprocess:logistics:cervixscreening:ProcessCervixScreeningInformationResponder:1"
+)
+WSDL_NS: Final = (
+    "urn:riv:clinicalprocess:logistics:cervixscreening:ProcessCervixScreeningInformation:1:rivtabp21"
+)
+ITR_NS: Final = "urn:riv:itintegration:registry:1"
+SOAP11_ENV_NS: Final = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP_ACTION: Final = f"{RESPONDER_NS}:ProcessCervixScreeningInformation"
+ENDPOINT_PATH: Final = (
+    "/clinicalprocess/logistics/cervixscreening/ProcessCervixScreeningInformation/1/rivtabp21"
+)
+OPERATION: Final = "ProcessCervixScreeningInformation"
+
+PERSON_ID_ROOT: Final = "1.2.752.129.2.1.3.1"
+HSA_ID_ROOT: Final = "1.2.752.129.2.1.4.1"
+SNOMED_CT: Final = "1.2.752.116.2.1.1"
+
+# Payload cap per call (CONTRACT.md §3, last line).
+MAX_PAYLOAD_BYTES: Final = 5 * 1024 * 1024
+
+# Headers the national platform sets or reads (CONTRACT.md §6).
+HDR_ORIGINAL_CONSUMER: Final = "x-rivta-original-serviceconsumer-hsaid"
+HDR_CORRELATION_ID: Final = "x-skltp-correlation-id"
+HDR_PRT: Final = "x-skltp-prt"
