@@ -1,0 +1,100 @@
+"""Engines for the hub schema and for each region's store.
+
+PostgreSQL: one engine (one pool); the hub schema is ``hub`` and each region's tables live in
+``region_<län>``, selected per region with ``schema_translate_map``. Embedded default (SQLite): one
+file for the hub and one file per region under the data folder, so a region's data can be moved,
+backed up or destroyed as a unit.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from hub.config import Settings
+from hub.tables import HUB_SCHEMA, REGION_SCHEMA
+
+LAN_RE = re.compile(r"^[0-9]{2}$")
+
+
+def region_schema_name(lan_code: str) -> str:
+    """Return the schema name of a region; refuses anything that is not a two-digit län code."""
+    if not LAN_RE.fullmatch(lan_code):
+        raise ValueError("a län code is two digits")
+    return f"region_{lan_code}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the worker read while the web process writes; busy_timeout waits instead of failing.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _make_engine(url: str, **kwargs: Any) -> Engine:
+    if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 10}, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+
+
+class Database:
+    """Hands out the hub engine and one engine per region (created lazily, then reused)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._region_engines: dict[str, Engine] = {}
+        self._base = _make_engine(settings.database_url)
+        self.is_sqlite = settings.is_sqlite
+        translate = {HUB_SCHEMA: None} if self.is_sqlite else {HUB_SCHEMA: HUB_SCHEMA}
+        self.hub: Engine = self._base.execution_options(schema_translate_map=translate)
+
+    def region_db_path(self, lan_code: str) -> Path:
+        """Path of a region's SQLite file on the embedded default."""
+        return self.settings.data_dir / "regions" / f"{region_schema_name(lan_code)}.db"
+
+    def region(self, lan_code: str) -> Engine:
+        """Return the engine that reads and writes one region's store, and nothing else."""
+        schema = region_schema_name(lan_code)
+        with self._lock:
+            engine = self._region_engines.get(lan_code)
+            if engine is None:
+                if self.is_sqlite:
+                    base = _make_engine(f"sqlite:///{self.region_db_path(lan_code)}")
+                    engine = base.execution_options(schema_translate_map={REGION_SCHEMA: None})
+                else:
+                    engine = self._base.execution_options(
+                        schema_translate_map={REGION_SCHEMA: schema}
+                    )
+                self._region_engines[lan_code] = engine
+            return engine
+
+    def forget_region(self, lan_code: str) -> None:
+        """Drop a region's engine (after its store is destroyed)."""
+        with self._lock:
+            engine = self._region_engines.pop(lan_code, None)
+        if engine is not None and self.is_sqlite:
+            engine.dispose()
+
+    def dispose(self) -> None:
+        """Close every pool (tests, shutdown, after fork)."""
+        with self._lock:
+            engines = list(self._region_engines.values())
+            self._region_engines.clear()
+        for engine in engines:
+            if self.is_sqlite:
+                engine.dispose()
+        self._base.dispose()
