@@ -1,0 +1,1 @@
+"""Tenancy: the region registry, agreements, and each region's own store and key."""

@@ -1,0 +1,242 @@
+"""The region registry: member regions, their agreements, environments and drops.
+
+Operators manage it with ``agenthub region add/list/end`` or declaratively with one TOML file per
+region in ``regions/`` (``agenthub regions sync``). Every change is written to the operator audit.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from hub.db import LAN_RE, Database
+from hub.migrate import upgrade_region
+from hub.tables import operator_audit, regions
+from hub.tenancy.keys import KeyStore
+
+HSA_ID_RE = re.compile(r"^SE[0-9]{10}(-[A-Za-z0-9]{1,40})?$")
+ENVIRONMENTS = ("SIT", "QA", "PROD")
+
+
+class RegionError(ValueError):
+    """A region definition is invalid or conflicts with the registry; the text says which field."""
+
+
+@dataclass(frozen=True)
+class Region:
+    """One member region as the registry holds it."""
+
+    lan_code: str
+    hsa_id: str
+    name: str
+    organisation_number: str | None = None
+    drop_url: str | None = None
+    drop_settings: dict[str, Any] = field(default_factory=dict)
+    agreement_signed: date | None = None
+    platform_confirmed: date | None = None
+    environment: str = "SIT"
+    active_from: date | None = None
+    active_to: date | None = None
+
+    def is_active(self, today: date) -> bool:
+        """An agreement is active when signed, confirmed by the platform, and today is in range."""
+        return (
+            self.agreement_signed is not None
+            and self.platform_confirmed is not None
+            and (self.active_from is None or self.active_from <= today)
+            and (self.active_to is None or today <= self.active_to)
+        )
+
+    def agreement_state(self, today: date) -> str:
+        """A short word for operators: active, pending, not-started or ended."""
+        if self.active_to is not None and today > self.active_to:
+            return "ended"
+        if self.agreement_signed is None or self.platform_confirmed is None:
+            return "pending"
+        if self.active_from is not None and today < self.active_from:
+            return "not-started"
+        return "active"
+
+    def check(self) -> None:
+        """Raise :class:`RegionError` naming the first invalid field."""
+        if not LAN_RE.fullmatch(self.lan_code):
+            raise RegionError(f"lan_code must be two digits, got {self.lan_code!r}")
+        if not HSA_ID_RE.fullmatch(self.hsa_id):
+            raise RegionError(f"hsa_id {self.hsa_id!r} is not an HSA-id (SE + 10 digits)")
+        if not self.name.strip():
+            raise RegionError("name must not be empty")
+        if self.environment not in ENVIRONMENTS:
+            raise RegionError(f"environment must be one of {', '.join(ENVIRONMENTS)}")
+        if self.active_from and self.active_to and self.active_to < self.active_from:
+            raise RegionError("active_to is before active_from")
+        if self.drop_url is not None and not (
+            self.drop_url.startswith(("sftp://", "file://", "/")) or "://" not in self.drop_url
+        ):
+            raise RegionError("drop must be a folder path, file:// or sftp:// URL")
+
+
+def _row_to_region(row: Any) -> Region:
+    return Region(
+        lan_code=row.lan_code,
+        hsa_id=row.hsa_id,
+        name=row.name,
+        organisation_number=row.organisation_number,
+        drop_url=row.drop_url,
+        drop_settings=dict(row.drop_settings or {}),
+        agreement_signed=row.agreement_signed,
+        platform_confirmed=row.platform_confirmed,
+        environment=row.environment,
+        active_from=row.active_from,
+        active_to=row.active_to,
+    )
+
+
+def get_region(connection: Connection, lan_code: str) -> Region | None:
+    """The region with this län code, or None."""
+    row = connection.execute(select(regions).where(regions.c.lan_code == lan_code)).first()
+    return None if row is None else _row_to_region(row)
+
+
+def list_regions(connection: Connection) -> list[Region]:
+    """Every registered region, by län code."""
+    rows = connection.execute(select(regions).order_by(regions.c.lan_code))
+    return [_row_to_region(row) for row in rows]
+
+
+def audit(connection: Connection, actor: str, action: str, lan_code: str | None, detail: str) -> None:
+    """Write one line to the operator audit (no personal data goes here)."""
+    connection.execute(
+        operator_audit.insert().values(
+            at=datetime.now(UTC), actor=actor, action=action, lan_code=lan_code, detail=detail
+        )
+    )
+
+
+def _values(region: Region) -> dict[str, Any]:
+    values = asdict(region)
+    values["drop_settings"] = dict(region.drop_settings)
+    return values
+
+
+def save_region(db: Database, keys: KeyStore, region: Region, actor: str, *, create: bool) -> str:
+    """Insert or update a region, give it a key and a migrated store; return what happened.
+
+    ``create=True`` refuses a län code that already exists (``region add``); ``create=False``
+    updates or inserts (``regions sync``). Returns "added", "updated" or "unchanged".
+    """
+    region.check()
+    now = datetime.now(UTC)
+    with db.hub.begin() as connection:
+        existing = get_region(connection, region.lan_code)
+        if existing is not None and create:
+            raise RegionError(f"region {region.lan_code} already exists")
+        if existing == region:
+            outcome = "unchanged"
+        elif existing is None:
+            connection.execute(
+                regions.insert().values(**_values(region), created_at=now, updated_at=now)
+            )
+            outcome = "added"
+        else:
+            connection.execute(
+                update(regions)
+                .where(regions.c.lan_code == region.lan_code)
+                .values(**_values(region), updated_at=now)
+            )
+            outcome = "updated"
+        keys.create(connection, region.lan_code)
+        if outcome != "unchanged":
+            audit(connection, actor, f"region.{outcome}", region.lan_code, region.name)
+    # The store is migrated outside the hub transaction: on PostgreSQL it is another schema's DDL.
+    upgrade_region(db, region.lan_code)
+    return outcome
+
+
+def end_agreement(
+    db: Database, keys: KeyStore, lan_code: str, actor: str, *, destroy_key: bool, today: date
+) -> None:
+    """End a region's agreement today; with ``destroy_key`` its stored data becomes unreadable."""
+    with db.hub.begin() as connection:
+        if get_region(connection, lan_code) is None:
+            raise RegionError(f"region {lan_code} is not registered")
+        connection.execute(
+            update(regions)
+            .where(regions.c.lan_code == lan_code)
+            .values(active_to=today, updated_at=datetime.now(UTC))
+        )
+        if destroy_key:
+            keys.destroy(connection, lan_code)
+        audit(connection, actor, "region.ended", lan_code, f"destroy_key={destroy_key}")
+
+
+def _date(value: Any, where: str) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise RegionError(f"{where} must be a date (YYYY-MM-DD), got {value!r}") from None
+
+
+def region_from_file(path: Path) -> Region:
+    """Read one region file (TOML, see ``regions/README.md``)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise RegionError(f"{path.name}: {exc}") from None
+    agreement = data.get("agreement", {})
+    known = {"lan_code", "hsa_id", "name", "organisation_number", "environment", "drop",
+             "drop_settings", "agreement"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise RegionError(f"{path.name}: unknown keys {', '.join(unknown)}")
+    try:
+        region = Region(
+            lan_code=str(data["lan_code"]),
+            hsa_id=str(data["hsa_id"]),
+            name=str(data["name"]),
+            organisation_number=data.get("organisation_number"),
+            drop_url=data.get("drop"),
+            drop_settings=dict(data.get("drop_settings", {})),
+            environment=str(data.get("environment", "SIT")).upper(),
+            agreement_signed=_date(agreement.get("signed"), f"{path.name}: agreement.signed"),
+            platform_confirmed=_date(
+                agreement.get("platform_confirmed"), f"{path.name}: agreement.platform_confirmed"
+            ),
+            active_from=_date(agreement.get("active_from"), f"{path.name}: agreement.active_from"),
+            active_to=_date(agreement.get("active_to"), f"{path.name}: agreement.active_to"),
+        )
+    except KeyError as exc:
+        raise RegionError(f"{path.name}: missing key {exc.args[0]}") from None
+    try:
+        region.check()
+    except RegionError as exc:
+        raise RegionError(f"{path.name}: {exc}") from None
+    return region
+
+
+def sync_regions(db: Database, keys: KeyStore, folder: Path, actor: str) -> dict[str, str]:
+    """Make the registry match the files in ``folder``; return län code → outcome.
+
+    All files are read and checked before anything is written, so one bad file changes nothing.
+    Regions that have no file are reported as "not-in-files" and left alone: offboarding is an
+    explicit act (``region end``), never the side effect of a missing file.
+    """
+    files = sorted(folder.glob("*.toml"))
+    parsed = [region_from_file(path) for path in files]
+    seen: dict[str, str] = {}
+    for path, region in zip(files, parsed, strict=True):
+        if region.lan_code in seen:
+            raise RegionError(f"{path.name}: län {region.lan_code} also in {seen[region.lan_code]}")
+        seen[region.lan_code] = path.name
+    outcome = {r.lan_code: save_region(db, keys, r, actor, create=False) for r in parsed}
+    with db.hub.connect() as connection:
+        for region in list_regions(connection):
+            outcome.setdefault(region.lan_code, "not-in-files")
+    return outcome

@@ -1,0 +1,62 @@
+"""Routing of an inbound call: which member region a LogicalAddress (län code) belongs to."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date
+
+from hub.db import LAN_RE, Database
+from hub.tenancy.registry import Region, get_region
+
+# Registry changes reach every node within this many seconds without a query per call.
+CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Route:
+    """The outcome of routing: a region, or a reason (for resultText) why there is none."""
+
+    region: Region | None
+    reason: str | None = None
+
+
+class Router:
+    """Looks up the member region for a län code, with a short cache shared by threads."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, Region | None]] = {}
+
+    def _lookup(self, lan_code: str) -> Region | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(lan_code)
+        if hit is not None and now - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        with self._db.hub.connect() as connection:
+            region = get_region(connection, lan_code)
+        with self._lock:
+            self._cache[lan_code] = (now, region)
+        return region
+
+    def invalidate(self) -> None:
+        """Forget cached lookups (after a registry change in this process)."""
+        with self._lock:
+            self._cache.clear()
+
+    def route(self, logical_address: str | None, today: date) -> Route:
+        """Route an inbound LogicalAddress; it must be a served län with an active agreement."""
+        if logical_address is None or not LAN_RE.fullmatch(logical_address):
+            return Route(None, "LogicalAddress must be a two-digit län code (§3.8)")
+        region = self._lookup(logical_address)
+        if region is None:
+            return Route(None, f"LogicalAddress {logical_address} is not served by this hub (§3.8)")
+        if not region.is_active(today):
+            return Route(
+                None,
+                f"LogicalAddress {logical_address}: the region's agreement is not active (§3.8)",
+            )
+        return Route(region)
