@@ -1,0 +1,56 @@
+"""SNOMED CT code lists of the contract (CONTRACT.md §4), kept as configuration (rule 4)."""
+
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Final
+
+
+@dataclass(frozen=True)
+class CodeLists:
+    """The codes accepted in each coded element."""
+
+    exclusion_reasons: frozenset[str]
+    followup_types: frozenset[str]
+    hpv_positive: frozenset[str]
+    hpv_negative: frozenset[str]
+
+    @property
+    def hpv_values(self) -> frozenset[str]:
+        """Every code allowed in ``HPVstatusList/value``."""
+        return self.hpv_positive | self.hpv_negative
+
+
+DEFAULT_CODE_LISTS: Final = CodeLists(
+    exclusion_reasons=frozenset({"116140006", "31021000119100", "702371008"}),
+    followup_types=frozenset(
+        {"59461000052109", "59291000052102", "59321000052109", "59301000052103"}
+    ),
+    hpv_positive=frozenset({"59291000052102", "59321000052109", "59301000052103"}),
+    hpv_negative=frozenset({"59311000052101"}),
+)
+
+DEFAULT_CODE_LISTS_PATH: Final = Path(__file__).with_name("codelists.toml")
+
+
+def load_code_lists(path: Path = DEFAULT_CODE_LISTS_PATH) -> CodeLists:
+    """Read code lists from a TOML file with one array of strings per :class:`CodeLists` field.
+
+    Raises ValueError naming the key if a list is missing, empty or not all strings, so a bad
+    configuration stops the hub at start-up rather than rejecting every message later.
+    """
+    with path.open("rb") as f:
+        data = tomllib.load(f)
+    values: dict[str, frozenset[str]] = {}
+    for fld in fields(CodeLists):
+        raw = data.get(fld.name)
+        if not isinstance(raw, list) or not raw or not all(isinstance(c, str) for c in raw):
+            raise ValueError(f"{path.name}: {fld.name} must be a non-empty list of strings")
+        values[fld.name] = frozenset(c.strip() for c in raw)
+    unknown = set(data) - set(values)
+    if unknown:
+        raise ValueError(f"{path.name}: unknown keys {sorted(unknown)}")
+    lists = CodeLists(**values)
+    if lists.hpv_positive & lists.hpv_negative:
+        raise ValueError(f"{path.name}: a code cannot be both HPV positive and HPV negative")
+    return lists
