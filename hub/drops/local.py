@@ -1,0 +1,252 @@
+"""A drop that is a folder on a filesystem the hub can reach (local disk or a mounted share)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hub.drops.base import (
+    DEFAULT_MAX_READ_BYTES,
+    FOLDERS,
+    Drop,
+    DropError,
+    DropFile,
+    DropFileExists,
+    DropFileNotFound,
+    DropFileTooLarge,
+    DropUnavailable,
+    check_max_bytes,
+    name_problem,
+    temp_name,
+    validate_folder,
+    validate_name,
+)
+
+log = logging.getLogger(__name__)
+
+# Filesystems without hard links answer os.link with one of these; we then fall back to a
+# check-then-rename, which has a tiny race documented in LocalDrop.write_atomic.
+_NO_HARDLINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EXDEV}
+
+# Errors that will not go away by waiting: configuration or permissions must change.
+_PERMANENT_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENAMETOOLONG,
+    errno.EISDIR,
+    errno.ENOTDIR,
+    errno.ELOOP,
+    errno.EINVAL,
+}
+
+
+@contextlib.contextmanager
+def _os_errors(what: str) -> Iterator[None]:
+    """Turn OSError into DropError, saying whether retrying can help."""
+    try:
+        yield
+    except DropError:
+        raise
+    except FileNotFoundError as exc:
+        raise DropFileNotFound(f"{what}: {exc.strerror}") from exc
+    except OSError as exc:
+        raise DropError(
+            f"{what}: {exc.strerror or exc}", permanent=exc.errno in _PERMANENT_ERRNOS
+        ) from exc
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename or link in ``path`` durable; some filesystems cannot, which is fine."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # e.g. EINVAL on filesystems that do not support fsync on directories
+    finally:
+        os.close(fd)
+
+
+class LocalDrop(Drop):
+    """A drop rooted at ``root``; see :mod:`hub.drops.base` for the layout and the rules.
+
+    Files the hub writes get ``file_mode`` (before umask): readable by the owner and group, so a
+    region's pick-up process can be given access through a group, never by the world.
+    """
+
+    def __init__(self, root: Path, *, file_mode: int = 0o640) -> None:
+        self.root = Path(root)
+        self.file_mode = file_mode
+
+    def __repr__(self) -> str:
+        return f"LocalDrop({str(self.root)!r})"
+
+    def _dir(self, folder: str) -> Path:
+        return self.root / validate_folder(folder)
+
+    def _path(self, folder: str, name: str) -> Path:
+        return self._dir(folder) / validate_name(name)
+
+    def ensure_layout(self) -> None:
+        """Create the root (with parents) and every folder of the layout that is missing."""
+        with _os_errors(f"cannot create layout in {self.root}"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            for folder in FOLDERS:
+                (self.root / folder).mkdir(exist_ok=True)
+
+    def write_atomic(self, folder: str, name: str, data: bytes) -> bool:
+        """Write via an O_EXCL temporary file, fsync, then hard-link it to the final name.
+
+        ``os.link`` fails with EEXIST if the final name exists, so refusing to overwrite is atomic
+        even against another hub node writing the same name. Where hard links are not supported
+        we check for the final name and rename; two writers racing in that window could both
+        succeed, the later one replacing the earlier with (by construction) the same content.
+        """
+        final = self._path(folder, name)
+        directory = final.parent
+        if os.path.lexists(final):
+            return False
+        tmp = directory / temp_name(name)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+        with _os_errors(f"cannot write {final}"):
+            fd = os.open(tmp, flags, self.file_mode)
+            try:
+                try:
+                    view = memoryview(data)
+                    while view:
+                        written = os.write(fd, view)
+                        view = view[written:]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                try:
+                    os.link(tmp, final, follow_symlinks=False)
+                except FileExistsError:
+                    return False
+                except OSError as exc:
+                    if exc.errno not in _NO_HARDLINKS:
+                        raise
+                    if os.path.lexists(final):
+                        return False
+                    os.rename(tmp, final)
+                _fsync_dir(directory)
+                return True
+            finally:
+                # After a successful link the temp name is a second link to the same file.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+
+    def exists(self, folder: str, name: str) -> bool:
+        """Whether ``folder/name`` exists (a dangling symlink counts: the name is taken)."""
+        return os.path.lexists(self._path(folder, name))
+
+    def list_files(self, folder: str) -> list[DropFile]:
+        """Regular files only; dot-files, symlinks, directories and unsafe names are skipped."""
+        directory = self._dir(folder)
+        files: list[DropFile] = []
+        with _os_errors(f"cannot list {directory}"), os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                problem = name_problem(entry.name)
+                if problem is not None:
+                    log.warning("ignoring %r in %s: %s", entry.name, directory, problem)
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # moved away between listing and stat
+                files.append(
+                    DropFile(
+                        name=entry.name,
+                        size=st.st_size,
+                        mtime=datetime.fromtimestamp(st.st_mtime, tz=UTC),
+                    )
+                )
+        files.sort(key=lambda f: f.name)
+        return files
+
+    def read(self, folder: str, name: str, max_bytes: int = DEFAULT_MAX_READ_BYTES) -> bytes:
+        """Read a regular file; symlinks are refused so a region cannot point us elsewhere."""
+        check_max_bytes(max_bytes)
+        path = self._path(folder, name)
+        with _os_errors(f"cannot read {path}"):
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise DropError(f"{path} is not a regular file", permanent=True)
+                chunks: list[bytes] = []
+                total = 0
+                # Read one byte past the cap instead of trusting the size from stat, which a
+                # file still growing under a careless writer would get wrong.
+                while total <= max_bytes:
+                    chunk = os.read(fd, min(1024 * 1024, max_bytes + 1 - total))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    total += len(chunk)
+            finally:
+                os.close(fd)
+        if total > max_bytes:
+            raise DropFileTooLarge(f"{path} is larger than {max_bytes} bytes")
+        return b"".join(chunks)
+
+    def move(self, folder: str, name: str, to_folder: str, to_name: str | None = None) -> None:
+        """Move by hard link + unlink, so an existing target is never replaced."""
+        source = self._path(folder, name)
+        target = self._path(to_folder, name if to_name is None else to_name)
+        with _os_errors(f"cannot move {source} to {target}"):
+            try:
+                os.link(source, target, follow_symlinks=False)
+            except FileExistsError as exc:
+                raise DropFileExists(f"{target} already exists") from exc
+            except FileNotFoundError as exc:
+                raise DropFileNotFound(f"{source} does not exist") from exc
+            except OSError as exc:
+                if exc.errno not in _NO_HARDLINKS:
+                    raise
+                if os.path.lexists(target):
+                    raise DropFileExists(f"{target} already exists") from exc
+                os.rename(source, target)
+            else:
+                os.unlink(source)
+            _fsync_dir(target.parent)
+            if target.parent != source.parent:
+                _fsync_dir(source.parent)
+
+    def remove(self, folder: str, name: str) -> None:
+        """Unlink ``folder/name``; already gone is fine (idempotent clean-up)."""
+        path = self._path(folder, name)
+        with _os_errors(f"cannot remove {path}"), contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+    def check(self) -> None:
+        """The root must be a directory we can write to."""
+        try:
+            st = os.stat(self.root)
+        except FileNotFoundError as exc:
+            # An unmounted share looks like this too, so waiting may help.
+            raise DropUnavailable(f"drop folder {self.root} does not exist") from exc
+        except OSError as exc:
+            raise DropUnavailable(
+                f"drop folder {self.root} is not reachable: {exc.strerror}",
+                permanent=exc.errno in _PERMANENT_ERRNOS,
+            ) from exc
+        if not stat.S_ISDIR(st.st_mode):
+            raise DropUnavailable(f"drop folder {self.root} is not a directory", permanent=True)
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise DropUnavailable(f"drop folder {self.root} is not writable", permanent=True)
+
+    def close(self) -> None:
+        """Nothing to release for a local folder."""
