@@ -1,0 +1,48 @@
+"""The web application: Flask for pages and health, the SOAP producer mounted beside it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, jsonify
+from sqlalchemy import text
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+from hub.context import Hub, build_hub
+from hub.contract.names import ENDPOINT_PATH
+from hub.producer.endpoint import ProducerEndpoint
+
+
+def create_app(hub: Hub | None = None, test_config: dict[str, Any] | None = None) -> Flask:
+    """Application factory: the hub's services from the environment unless ``hub`` is given."""
+    hub = hub or build_hub()
+    app = Flask(__name__)
+    app.config.from_mapping(SECRET_KEY=None, MAX_CONTENT_LENGTH=hub.settings.max_body_bytes)
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["agenthub"] = hub
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        """Liveness and database reachability, for the ingress and operators."""
+        try:
+            with hub.db.hub.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:
+            return jsonify(status="error", database="unreachable"), 503
+        return jsonify(status="ok", database="ok", env=hub.settings.env)
+
+    @app.get("/")
+    def index() -> Any:
+        """Where a newcomer lands: what this is and where the contract lives."""
+        return jsonify(
+            service="agenthub",
+            contract="ProcessCervixScreeningInformation 1.0 (RIVTA BP 2.1)",
+            endpoint=ENDPOINT_PATH,
+            wsdl=f"{ENDPOINT_PATH}?wsdl",
+        )
+
+    app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, {ENDPOINT_PATH: ProducerEndpoint(hub)}
+    )
+    return app

@@ -1,0 +1,47 @@
+"""The hub's long-lived services, built once per process from the settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from hub.config import Settings, load_settings
+from hub.contract.codes import DEFAULT_CODE_LISTS, CodeLists, load_code_lists
+from hub.db import Database
+from hub.logs import configure_logging
+from hub.tenancy.keys import KeyStore, load_master_key
+from hub.tenancy.routing import Router
+
+
+@dataclass
+class Hub:
+    """Settings, databases, region keys, code lists and routing: what every service needs."""
+
+    settings: Settings
+    db: Database
+    keys: KeyStore
+    codes: CodeLists
+    router: Router = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.router = Router(self.db)
+
+    def close(self) -> None:
+        """Release database pools."""
+        self.db.dispose()
+
+
+def build_hub(settings: Settings | None = None) -> Hub:
+    """Build the hub's services; reads the environment when no settings are given."""
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    codes = load_code_lists(settings.code_lists_path) if settings.code_lists_path else DEFAULT_CODE_LISTS
+    hub = Hub(
+        settings=settings,
+        db=Database(settings),
+        keys=KeyStore(load_master_key(settings)),
+        codes=codes,
+    )
+    logging.getLogger(__name__).debug("hub built for env %s", settings.env)
+    return hub

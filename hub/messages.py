@@ -1,0 +1,212 @@
+"""A region's message store: receive an inbound call into it, and list or read what it holds.
+
+Everything here takes the region from the registry (the router), never from request data, and
+opens only that region's engine: region A's code path holds no handle on region B's store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lxml import etree
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from hub.context import Hub
+from hub.contract.model import CervixScreeningInformation
+from hub.contract.names import RESPONDER_NS
+from hub.contract.personnummer import mask
+from hub.contract.validate import swedish_today, validate_request
+from hub.tables import access_log, messages
+from hub.tenancy.keys import RegionCipher
+
+log = logging.getLogger(__name__)
+
+_INFO_TAG = f"{{{RESPONDER_NS}}}cervixScreeningInformation"
+
+
+@dataclass(frozen=True)
+class CallMeta:
+    """What the transport tells about a call (no personal data)."""
+
+    sender_hsaid: str | None = None
+    original_consumer_hsaid: str | None = None
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The producer's answer (CONTRACT.md §3): OK / INFO / ERROR with a text for INFO and ERROR."""
+
+    result_code: str
+    result_text: str | None
+    message_id: str | None = None
+    lan_code: str | None = None
+    duplicate: bool = False
+
+
+def log_access(
+    connection: Connection, actor: str, action: str, message_id: str | None, detail: str = ""
+) -> None:
+    """Write one line to a region's own access log (who did what to which message, and when)."""
+    connection.execute(
+        insert(access_log).values(
+            at=datetime.now(UTC), actor=actor, action=action, message_id=message_id, detail=detail
+        )
+    )
+
+
+def receive(
+    hub: Hub,
+    body_element: etree._Element,
+    logical_address: str | None,
+    raw_body: bytes,
+    meta: CallMeta,
+) -> Answer:
+    """Validate, route and store one inbound ProcessCervixScreeningInformation call.
+
+    ERROR answers store nothing in any region (the call counts as not received). A resend of the
+    same content to the same region is stored once and gets the first answer again.
+    """
+    today = swedish_today()
+    verdict = validate_request(body_element, logical_address, today=today, codes=hub.codes)
+    route = hub.router.route(logical_address, today)
+    if route.region is None or verdict.result_code == "ERROR" or verdict.information is None:
+        texts = [t for t in (route.reason, verdict.result_text()) if t]
+        return Answer("ERROR", "; ".join(texts) or "the request was refused")
+    info_element = body_element.find(_INFO_TAG)
+    assert info_element is not None  # the XSD made sure it is there
+    return _store(
+        hub,
+        route.region.lan_code,
+        verdict.information,
+        info_element,
+        raw_body,
+        verdict.result_code,
+        verdict.result_text(),
+        meta,
+        logical_address or "",
+    )
+
+
+def _sealed_fields(cipher: RegionCipher, information: CervixScreeningInformation) -> bytes:
+    fields = json.dumps(dataclasses.asdict(information), ensure_ascii=False, sort_keys=True)
+    return cipher.seal(fields.encode(), "fields")
+
+
+def _store(
+    hub: Hub,
+    lan_code: str,
+    information: CervixScreeningInformation,
+    info_element: etree._Element,
+    raw_body: bytes,
+    result_code: str,
+    result_text: str | None,
+    meta: CallMeta,
+    logical_address: str,
+) -> Answer:
+    with hub.db.hub.connect() as hub_connection:
+        cipher = hub.keys.cipher(hub_connection, lan_code)
+    pnr = information.subject_of_care.person_id.extension or ""
+    # Canonical XML so that a resend with other prefixes or whitespace between tags still matches.
+    content_hash = cipher.keyed_hash(etree.tostring(info_element, method="c14n", exclusive=True))
+    message_id = str(uuid.uuid4())
+    row = {
+        "id": message_id,
+        "received_at": datetime.now(UTC),
+        "logical_address": logical_address,
+        "sender_hsaid": meta.sender_hsaid,
+        "original_consumer_hsaid": meta.original_consumer_hsaid,
+        "correlation_id": meta.correlation_id,
+        "content_hash": content_hash,
+        "pnr_hash": cipher.keyed_hash(pnr),
+        "pnr_enc": cipher.seal(pnr.encode(), "pnr"),
+        "body_enc": cipher.seal(raw_body, "body"),
+        "fields_enc": _sealed_fields(cipher, information),
+        "kind": information.kind,
+        "summary": information.summary(),
+        "result_code": result_code,
+        "result_text": result_text,
+        "delivery_state": "pending",
+        "delivery_attempts": 0,
+    }
+    engine = hub.db.region(lan_code)
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(messages).values(**row))
+            log_access(connection, meta.sender_hsaid or "unknown", "message.received", message_id)
+    except IntegrityError:
+        # The unique content hash caught a resend (possibly a concurrent one): answer as before.
+        with engine.connect() as connection:
+            first = connection.execute(
+                select(messages.c.id, messages.c.result_code, messages.c.result_text).where(
+                    messages.c.content_hash == content_hash
+                )
+            ).first()
+        if first is None:
+            raise
+        log.info("region %s: resend of message %s answered again", lan_code, first.id)
+        return Answer(first.result_code, first.result_text, first.id, lan_code, duplicate=True)
+    # The log names the message, never the woman (not even masked).
+    log.info("region %s: stored message %s (%s)", lan_code, message_id, information.kind)
+    return Answer(result_code, result_text, message_id, lan_code)
+
+
+@dataclass(frozen=True)
+class MessageView:
+    """One stored message as an operator or the region sees it in a list: personnummer masked."""
+
+    id: str
+    received_at: datetime
+    kind: str
+    masked_pnr: str
+    result_code: str
+    delivery_state: str
+    sender_hsaid: str | None
+    correlation_id: str | None
+    summary: dict[str, Any]
+
+
+def list_messages(hub: Hub, lan_code: str, actor: str, limit: int = 100) -> list[MessageView]:
+    """The newest messages of one region; the listing itself goes to that region's access log."""
+    with hub.db.hub.connect() as hub_connection:
+        cipher = hub.keys.cipher(hub_connection, lan_code)
+    with hub.db.region(lan_code).begin() as connection:
+        rows = connection.execute(
+            select(messages).order_by(messages.c.received_at.desc()).limit(limit)
+        ).all()
+        log_access(connection, actor, "messages.listed", None, f"{len(rows)} rows")
+    return [
+        MessageView(
+            id=row.id,
+            received_at=row.received_at,
+            kind=row.kind,
+            masked_pnr=mask(cipher.open(row.pnr_enc, "pnr").decode()),
+            result_code=row.result_code,
+            delivery_state=row.delivery_state,
+            sender_hsaid=row.sender_hsaid,
+            correlation_id=row.correlation_id,
+            summary=dict(row.summary or {}),
+        )
+        for row in rows
+    ]
+
+
+def read_body(hub: Hub, lan_code: str, message_id: str, actor: str) -> bytes | None:
+    """The body of one message as received (decrypted), logged in the region's access log."""
+    with hub.db.hub.connect() as hub_connection:
+        cipher = hub.keys.cipher(hub_connection, lan_code)
+    with hub.db.region(lan_code).begin() as connection:
+        row = connection.execute(
+            select(messages.c.body_enc).where(messages.c.id == message_id)
+        ).first()
+        if row is None:
+            return None
+        log_access(connection, actor, "message.read", message_id)
+    return cipher.open(row.body_enc, "body")

@@ -1,0 +1,1 @@
+"""The SOAP producer endpoint NTjP calls for member regions."""

@@ -1,0 +1,185 @@
+"""The producer endpoint as a WSGI application: ``?wsdl``, and SOAP calls handed to Spyne.
+
+Everything that must happen before an untrusted body reaches any parser or the database lives
+here: the size cap, the caller's identity, and the one safe parse. Faults never carry a stack
+trace or personal data, and every answer has a body.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import posixpath
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from hub.context import Hub
+from hub.contract.names import (
+    ENDPOINT_PATH,
+    HDR_CORRELATION_ID,
+    HDR_ORIGINAL_CONSUMER,
+)
+from hub.contract.parse import MalformedRequest, parse_request
+from hub.contract.serialise import build_fault_envelope
+from hub.contract.validate import wsdl_dir
+from hub.contract.xmlsafe import parse_untrusted
+from hub.messages import CallMeta
+from hub.producer.identity import identify
+from hub.producer.service import (
+    ENV_ENVELOPE,
+    ENV_HUB,
+    ENV_META,
+    ENV_RAW,
+    ENV_REQUEST,
+    build_spyne_app,
+)
+
+log = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+WSDL_FILE = (
+    "interactions/ProcessCervixScreeningInformationInteraction/"
+    "ProcessCervixScreeningInformationInteraction_1.0_RIVTABP21.wsdl"
+)
+_XML = "text/xml; charset=utf-8"
+
+
+def _wsgi_header(name: str) -> str:
+    return "HTTP_" + name.upper().replace("-", "_")
+
+
+def fault_response(
+    start_response: StartResponse, faultcode: str, text: str, status: str = "500 Internal Server Error"
+) -> list[bytes]:
+    """Answer with a SOAP 1.1 Fault (HTTP 500 per SOAP 1.1; never an empty body)."""
+    body = build_fault_envelope(faultcode, text)  # type: ignore[arg-type]
+    start_response(status, [("Content-Type", _XML), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class ContractDocuments:
+    """Serves the contract's WSDL and schemas with the real endpoint address and resolvable imports.
+
+    Every ``schemaLocation`` is rewritten to ``<endpoint>?xsd=<path>`` so a client that fetches
+    ``?wsdl`` can follow the imports; only files inside ``wsdl/`` are ever served.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str], bytes] = {}
+        self.files = {
+            p.relative_to(self.root).as_posix()
+            for p in self.root.rglob("*")
+            if p.suffix in (".wsdl", ".xsd")
+        }
+
+    def get(self, relative: str, endpoint_url: str) -> bytes | None:
+        """The document at ``relative`` (inside wsdl/) as served from ``endpoint_url``."""
+        if relative not in self.files:
+            return None
+        key = (relative, endpoint_url)
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        tree = parse_untrusted((self.root / relative).read_bytes())
+        here = posixpath.dirname(relative)
+        for el in tree.iter("{http://www.w3.org/2001/XMLSchema}import",
+                            "{http://www.w3.org/2001/XMLSchema}include"):
+            location = el.get("schemaLocation")
+            if location:
+                target = posixpath.normpath(posixpath.join(here, location))
+                el.set("schemaLocation", f"{endpoint_url}?xsd={target}")
+        for address in tree.iter("{http://schemas.xmlsoap.org/wsdl/soap/}address"):
+            address.set("location", endpoint_url)
+        data: bytes = etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
+        with self._lock:
+            self._cache[key] = data
+        return data
+
+
+class ProducerEndpoint:
+    """WSGI app mounted at the contract's endpoint path."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.spyne = build_spyne_app()
+        self.documents = ContractDocuments(wsdl_dir())
+
+    def endpoint_url(self, environ: dict[str, Any]) -> str:
+        """The address clients should call: configured public URL, else the request's host."""
+        if self.hub.settings.public_url:
+            return self.hub.settings.public_url.rstrip("/") + ENDPOINT_PATH
+        scheme = environ.get("wsgi.url_scheme", "http")
+        host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
+        return f"{scheme}://{host}{ENDPOINT_PATH}"
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method == "GET":
+            return self._documents(environ, start_response)
+        if method != "POST":
+            start_response("405 Method Not Allowed", [("Allow", "GET, POST"),
+                                                      ("Content-Type", "text/plain")])
+            return [b"use POST for SOAP calls, GET ?wsdl for the contract\n"]
+        return self._call(environ, start_response)
+
+    def _documents(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        query = environ.get("QUERY_STRING", "")
+        relative = None
+        if query.lower() == "wsdl":
+            relative = WSDL_FILE
+        elif query.startswith("xsd="):
+            relative = query[4:]
+        data = self.documents.get(relative, self.endpoint_url(environ)) if relative else None
+        if data is None:
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found: GET ?wsdl for the contract\n"]
+        start_response("200 OK", [("Content-Type", _XML), ("Content-Length", str(len(data)))])
+        return [data]
+
+    def _read_body(self, environ: dict[str, Any]) -> bytes | None:
+        cap = self.hub.settings.max_body_bytes
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            length = -1
+        if length > cap:
+            return None  # refused without reading a byte of it
+        stream = environ["wsgi.input"]
+        data: bytes = stream.read(length) if length >= 0 else stream.read(cap + 1)
+        return None if len(data) > cap else data
+
+    def _call(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        body = self._read_body(environ)
+        if body is None:
+            cap = self.hub.settings.max_body_bytes
+            return fault_response(start_response, "soap:Client",
+                                  f"The request body exceeds {cap} bytes")
+        settings = self.hub.settings
+        caller = identify(settings, environ.get("REMOTE_ADDR", ""),
+                          environ.get(_wsgi_header(settings.cert_header)))
+        if caller.refused:
+            return fault_response(start_response, "soap:Client", caller.refused)
+        try:
+            request = parse_request(body, settings.max_body_bytes)
+        except MalformedRequest as exc:
+            return fault_response(start_response, "soap:Client", str(exc))
+        environ[ENV_ENVELOPE] = request.envelope
+        environ[ENV_REQUEST] = request
+        environ[ENV_RAW] = body
+        environ[ENV_HUB] = self.hub
+        environ[ENV_META] = CallMeta(
+            sender_hsaid=caller.hsa_id,
+            original_consumer_hsaid=environ.get(_wsgi_header(HDR_ORIGINAL_CONSUMER)),
+            correlation_id=environ.get(_wsgi_header(HDR_CORRELATION_ID)),
+        )
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        result: Iterable[bytes] = self.spyne(environ, start_response)
+        return result

@@ -1,0 +1,64 @@
+"""Who is calling: the HSA-id from the client certificate that the TLS ingress verified.
+
+TLS terminates at the ingress (nginx, see ``deploy/``), which verifies the client certificate
+against the SITHS/NTjP CA and forwards it URL-escaped in a header. That header is trusted only
+when the request comes from a configured ingress address; the HSA-id is the subject serialNumber.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from hub.config import Settings
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An identified caller, or the reason it was refused (a short text safe to return)."""
+
+    hsa_id: str | None
+    refused: str | None = None
+
+
+def _in_networks(address: str, networks: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(net, strict=False) for net in networks)
+
+
+def hsa_id_from_pem(pem: str) -> str | None:
+    """The subject serialNumber of a PEM certificate (URL-escaped or not), or None."""
+    text = unquote(pem) if "%" in pem else pem
+    try:
+        cert = x509.load_pem_x509_certificate(text.encode())
+    except ValueError:
+        return None
+    values = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    if not values:
+        return None
+    value = values[0].value
+    return value if isinstance(value, str) else value.decode()
+
+
+def identify(settings: Settings, remote_addr: str, cert_header_value: str | None) -> Caller:
+    """Identify the caller of one request, applying the allow-list of consumer HSA-ids."""
+    from_ingress = _in_networks(remote_addr, settings.trusted_proxies)
+    if cert_header_value and from_ingress:
+        hsa_id = hsa_id_from_pem(cert_header_value)
+        if hsa_id is None:
+            return Caller(None, "the client certificate has no HSA-id (subject serialNumber)")
+    elif settings.is_dev and _in_networks(remote_addr, ("127.0.0.0/8", "::1/128")):
+        # A developer's own machine: loopback callers need no certificate (AGENTHUB_ENV=dev/test).
+        return Caller("dev-loopback")
+    else:
+        return Caller(None, "a client certificate is required")
+    if settings.allowed_consumers and hsa_id not in settings.allowed_consumers:
+        return Caller(None, "the caller is not allowed to call this producer")
+    return Caller(hsa_id)
