@@ -4,6 +4,7 @@ Everything here runs on untrusted bytes before any validation, so errors carry f
 messages: they end up in a SOAP Fault that goes back over the platform.
 """
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
@@ -27,6 +28,7 @@ from hub.contract.names import CORE_NS, MAX_PAYLOAD_BYTES, SOAP11_ENV_NS
 from hub.contract.xmlsafe import UnsafeXml, parse_untrusted
 
 SOAP12_ENV_NS: Final = "http://www.w3.org/2003/05/soap-envelope"
+_ROOT_START_RE: Final = re.compile(rb"<[A-Za-z_]")
 
 _T = TypeVar("_T")
 
@@ -63,6 +65,12 @@ def parse_request(body: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> SoapReques
     # Checked here as well as in parse_untrusted so the message can be ours, with no data in it.
     if len(body) > max_bytes:
         raise MalformedRequest(f"request body is larger than the limit of {max_bytes} bytes")
+    # Refuse a DOCTYPE before libxml2 reads any of it: entity declarations are the attack (billion
+    # laughs, external entities), and a fixed message beats whatever libxml2 would trip on first.
+    # A DOCTYPE can only stand in the prolog, before the root element's start tag.
+    root_start = _ROOT_START_RE.search(body)
+    if b"<!DOCTYPE" in body[: root_start.start() if root_start else len(body)]:
+        raise MalformedRequest("a DOCTYPE, DTD or entity declaration is not allowed")
     try:
         envelope = parse_untrusted(body, max_bytes)
     except UnsafeXml as exc:

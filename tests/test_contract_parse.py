@@ -1,0 +1,122 @@
+"""Reading untrusted SOAP requests: refuse what is unsafe or not SOAP 1.1, with data-free text."""
+
+import random
+import time
+from pathlib import Path
+
+import pytest
+
+from hub.contract import personnummer
+from hub.contract.names import CORE_NS, MAX_PAYLOAD_BYTES, RESPONDER_NS
+from hub.contract.parse import MalformedRequest, information_from_element, parse_request
+
+DATA = Path(__file__).parent / "data" / "contract"
+PNR = personnummer.generate(random.Random(11))
+
+
+def _fixture(name: str) -> bytes:
+    return (DATA / name).read_bytes().replace(b"{PNR}", PNR.encode())
+
+
+def _envelope(header: str = "", body: str = "<x/>") -> bytes:
+    return (
+        '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
+        f"{header}<soap:Body>{body}</soap:Body></soap:Envelope>"
+    ).encode()
+
+
+def test_parse_request_finds_header_and_body() -> None:
+    req = parse_request(_fixture("request_full.xml"))
+    assert req.logical_address == "14"
+    assert req.body_element.tag == f"{{{RESPONDER_NS}}}ProcessCervixScreeningInformation"
+    assert req.envelope.getroottree().getroot() is req.envelope
+
+
+def test_logical_address_is_the_first_one_untrimmed_in_any_namespace() -> None:
+    header = (
+        "<soap:Header><a:LogicalAddress xmlns:a='urn:other'> 01</a:LogicalAddress>"
+        "<LogicalAddress xmlns='urn:riv:itintegration:registry:1'>14</LogicalAddress></soap:Header>"
+    )
+    assert parse_request(_envelope(header)).logical_address == " 01"
+
+
+def test_logical_address_absent_or_empty() -> None:
+    assert parse_request(_envelope()).logical_address is None
+    empty = "<soap:Header><LogicalAddress xmlns='urn:riv:itintegration:registry:1'/></soap:Header>"
+    assert parse_request(_envelope(empty)).logical_address == ""
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"not xml at all", "well-formed"),
+        (b"<a><b></a>", "well-formed"),
+        (b"", "well-formed"),
+        (b"<Envelope/>", "SOAP 1.1 Envelope"),
+        (
+            b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"/>',
+            "no Body",
+        ),
+        (_envelope(body=""), "Body is empty"),
+        (_envelope(body="  text only  "), "Body is empty"),
+    ],
+)
+def test_parse_request_refuses_non_soap(body: bytes, expected: str) -> None:
+    with pytest.raises(MalformedRequest, match=expected):
+        parse_request(body)
+
+
+def test_soap12_is_refused_by_name() -> None:
+    with pytest.raises(MalformedRequest, match=r"SOAP 1\.2"):
+        parse_request(_fixture("soap12.xml"))
+
+
+@pytest.mark.parametrize("name", ["billion_laughs.xml", "external_entity.xml", "external_dtd.xml"])
+def test_dtds_and_entities_are_refused_quickly(name: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(MalformedRequest, match="DOCTYPE") as info:
+        parse_request(_fixture(name))
+    assert time.perf_counter() - started < 1.0
+    assert "passwd" not in str(info.value) and "lol" not in str(info.value)
+
+
+def test_oversize_body_is_refused_before_parsing() -> None:
+    body = _envelope(body="<x>" + "a" * (6 * 1024 * 1024) + "</x>")
+    started = time.perf_counter()
+    with pytest.raises(MalformedRequest, match=str(MAX_PAYLOAD_BYTES)):
+        parse_request(body)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_malformed_messages_carry_no_data() -> None:
+    with pytest.raises(MalformedRequest) as info:
+        parse_request(f"<a>{PNR}</b>".encode())
+    assert PNR not in str(info.value)
+
+
+def test_information_from_element_reads_every_field() -> None:
+    req = parse_request(_fixture("request_full.xml"))
+    info = information_from_element(req.body_element[0])
+    assert info.subject_of_care.person_id.extension == PNR
+    assert info.sending_region.region.id.extension == "SE2321000016"
+    assert info.exclusion is not None and info.exclusion.reason.display_name == "Total hysterektomi"
+    assert info.exclusion.original_region.care_unit is not None
+    assert [g.type.code for g in info.follow_up_groups] == ["59461000052109"]
+    assert info.planned_invitation is not None
+    assert info.planned_invitation.reason == "Kontroll efter behandling"
+    assert info.specimen is not None
+    assert [s.value.code for s in info.specimen.hpv_status_list] == [
+        "59291000052102",
+        "59321000052109",
+    ]
+    assert not info.is_no_information()
+    assert PNR not in repr(info)
+
+
+def test_summary_has_no_identifiers() -> None:
+    req = parse_request(_fixture("request_full.xml"))
+    info = information_from_element(req.body_element[0])
+    summary = info.summary()
+    assert summary["kind"] == "move" and summary["hpv_results"] == 2
+    assert all(PNR not in str(v) for v in summary.values())
+    assert CORE_NS not in str(summary)
