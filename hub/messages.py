@@ -95,6 +95,20 @@ def receive(
     )
 
 
+def canonical_bytes(element: etree._Element) -> bytes:
+    """Exclusive C14N with whitespace-only text dropped: the identity of a message's content.
+
+    A resend with other prefixes, attribute order or indentation is the same message.
+    """
+    copy = etree.fromstring(etree.tostring(element))
+    for node in copy.iter():
+        if node.text is not None and not node.text.strip() and len(node):
+            node.text = None
+        if node.tail is not None and not node.tail.strip():
+            node.tail = None
+    return etree.tostring(copy, method="c14n", exclusive=True)
+
+
 def _sealed_fields(cipher: RegionCipher, information: CervixScreeningInformation) -> bytes:
     fields = json.dumps(dataclasses.asdict(information), ensure_ascii=False, sort_keys=True)
     return cipher.seal(fields.encode(), "fields")
@@ -114,8 +128,7 @@ def _store(
     with hub.db.hub.connect() as hub_connection:
         cipher = hub.keys.cipher(hub_connection, lan_code)
     pnr = information.subject_of_care.person_id.extension or ""
-    # Canonical XML so that a resend with other prefixes or whitespace between tags still matches.
-    content_hash = cipher.keyed_hash(etree.tostring(info_element, method="c14n", exclusive=True))
+    content_hash = cipher.keyed_hash(canonical_bytes(info_element))
     message_id = str(uuid.uuid4())
     row = {
         "id": message_id,

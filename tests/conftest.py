@@ -1,0 +1,187 @@
+"""Shared fixtures: every test that touches a database runs on SQLite and on PostgreSQL.
+
+PostgreSQL: a fresh database per test on 127.0.0.1:5432 (user postgres, trust auth), dropped
+after. Without a server the PostgreSQL half is skipped on a laptop and fails under ``CI=true``.
+Personas: region A (14) and region B (01); B must never see what A holds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import threading
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from hub.app import create_app
+from hub.config import Settings, load_settings
+from hub.context import Hub, build_hub
+from hub.contract.personnummer import generate
+from hub.migrate import upgrade_hub
+from hub.tenancy.registry import Region, save_region
+
+# The real OpenSSH server fixture (tests/sshd.py) is shared by drop and job tests.
+pytest_plugins = ["tests.sshd"] if (Path(__file__).parent / "sshd.py").exists() else []
+
+PG_DSN = os.environ.get("AGENTHUB_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+_counter = itertools.count()
+
+REGION_A = ("14", "SE2321000131", "Västra Götalandsregionen")
+REGION_B = ("01", "SE2321000016", "Region Stockholm")
+
+
+def _pg_connect(dbname: str = "postgres") -> Any:
+    base = PG_DSN.replace("postgresql+psycopg2://", "postgresql://")
+    conn = psycopg2.connect(f"{base}/{dbname}", connect_timeout=3)
+    conn.autocommit = True
+    return conn
+
+
+def _pg_available() -> str | None:
+    try:
+        _pg_connect().close()
+    except psycopg2.OperationalError as exc:
+        return str(exc).strip()
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_problem() -> str | None:
+    """Why PostgreSQL cannot be used, or None."""
+    return _pg_available()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_problem: str | None
+) -> Iterator[str]:
+    """A fresh, empty database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'hub.db'}"
+        return
+    if pg_problem:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required under CI=true: {pg_problem}")
+        pytest.skip(f"PostgreSQL not available: {pg_problem}")
+    name = f"agenthub_t{os.getpid()}_{next(_counter)}"
+    conn = _pg_connect()
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    yield f"{PG_DSN}/{name}"
+    conn = _pg_connect()
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Test settings: env=test, data under tmp_path, the parametrized database."""
+    return load_settings(
+        {
+            "AGENTHUB_ENV": "test",
+            "AGENTHUB_DATA_DIR": str(tmp_path / "data"),
+            "AGENTHUB_DATABASE_URL": database_url,
+        }
+    )
+
+
+@pytest.fixture
+def hub(settings: Settings) -> Iterator[Hub]:
+    """The hub's services on a migrated, empty database."""
+    built = build_hub(settings)
+    upgrade_hub(built.db)
+    yield built
+    built.close()
+
+
+def active_region(lan: str, hsa_id: str, name: str, drop: str | None = None) -> Region:
+    """A region with a signed, confirmed agreement active since last year."""
+    start = date.today() - timedelta(days=365)
+    return Region(
+        lan_code=lan,
+        hsa_id=hsa_id,
+        name=name,
+        drop_url=drop,
+        agreement_signed=start,
+        platform_confirmed=start,
+        active_from=start,
+    )
+
+
+@pytest.fixture
+def add_region(hub: Hub, tmp_path: Path) -> Callable[..., Region]:
+    """Register an active member region (drop: a folder under tmp_path)."""
+
+    def add(lan: str, hsa_id: str, name: str, **changes: Any) -> Region:
+        region = active_region(lan, hsa_id, name, drop=str(tmp_path / "drops" / lan))
+        if changes:
+            region = Region(**{**region.__dict__, **changes})
+        save_region(hub.db, hub.keys, region, "test", create=False)
+        hub.router.invalidate()
+        return region
+
+    return add
+
+
+@pytest.fixture
+def regions_ab(add_region: Callable[..., Region]) -> tuple[Region, Region]:
+    """Region A (14) and region B (01), both active members."""
+    return add_region(*REGION_A), add_region(*REGION_B)
+
+
+@pytest.fixture
+def rng() -> random.Random:
+    """A seeded random source for synthetic test data."""
+    return random.Random(20261122)
+
+
+@pytest.fixture
+def make_pnr(rng: random.Random) -> Callable[[], str]:
+    """Synthetic, valid personnummer (never a real person's)."""
+    return lambda: generate(rng)
+
+
+@pytest.fixture
+def app(hub: Hub) -> Any:
+    """The Flask app on the test hub."""
+    return create_app(hub, {"TESTING": True})
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    """Flask test client; calls come from loopback (dev/test needs no certificate)."""
+    return app.test_client()
+
+
+class LiveServer:
+    """A real HTTP server on loopback serving a WSGI app in a thread."""
+
+    def __init__(self, wsgi_app: Any) -> None:
+        self.server: BaseWSGIServer = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
+        self.port = self.server.server_port
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def live_server(app: Any) -> Iterator[LiveServer]:
+    """The hub served over real HTTP on 127.0.0.1."""
+    server = LiveServer(app)
+    yield server
+    server.stop()

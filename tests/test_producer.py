@@ -1,0 +1,354 @@
+"""The producer endpoint: answers per CONTRACT.md §3/§5, storage per region, hostile input."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from lxml import etree
+from sqlalchemy import func, select
+
+from hub.app import create_app
+from hub.context import Hub, build_hub
+from hub.contract.names import ENDPOINT_PATH, RESPONDER_NS, SOAP11_ENV_NS
+from hub.contract.samples import sample_information
+from hub.contract.serialise import build_request_envelope
+from hub.messages import list_messages, read_body
+from hub.tables import access_log, messages
+from hub.tenancy.registry import Region
+
+LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}
+
+
+def envelope(lan: str, pnr: str, scenario: str = "move", sending_lan: str = "05") -> bytes:
+    """A valid request for ``lan`` about the synthetic ``pnr``."""
+    info = sample_information(scenario, pnr=pnr, sending_lan=sending_lan, today=date.today())  # type: ignore[arg-type]
+    return build_request_envelope(lan, info)
+
+
+def post(client: Any, body: bytes, **headers: str) -> tuple[int, etree._Element]:
+    """POST to the endpoint from loopback; return status and parsed answer envelope."""
+    response = client.post(
+        ENDPOINT_PATH,
+        data=body,
+        headers={"Content-Type": "text/xml; charset=utf-8", **headers},
+        environ_base=LOOPBACK,
+    )
+    assert response.data, "never an empty body"
+    return response.status_code, etree.fromstring(response.data)
+
+
+def result(answer: etree._Element) -> tuple[str, str | None]:
+    """resultCode and resultText of a response envelope."""
+    code = answer.findtext(f".//{{{RESPONDER_NS}}}resultCode")
+    assert code is not None, etree.tostring(answer)
+    return code, answer.findtext(f".//{{{RESPONDER_NS}}}resultText")
+
+
+def fault(answer: etree._Element) -> tuple[str, str]:
+    """faultcode (local part) and faultstring of a fault envelope."""
+    node = answer.find(f".//{{{SOAP11_ENV_NS}}}Fault")
+    assert node is not None, etree.tostring(answer)
+    return (node.findtext("faultcode") or "").split(":")[-1], node.findtext("faultstring") or ""
+
+
+def count(hub: Hub, lan: str) -> int:
+    """Messages stored in one region."""
+    with hub.db.region(lan).connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(messages)).scalar_one())
+
+
+def test_valid_call_is_stored_for_that_region_only(
+    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+) -> None:
+    status, answer = post(client, envelope("14", make_pnr()),
+                          **{"x-skltp-correlation-id": "corr-1",
+                             "x-rivta-original-serviceconsumer-hsaid": "SE2321000040-ABC1"})
+    assert status == 200
+    assert result(answer) == ("OK", None)
+    assert count(hub, "14") == 1
+    assert count(hub, "01") == 0
+    with hub.db.region("14").connect() as connection:
+        row = connection.execute(select(messages)).one()
+    assert row.correlation_id == "corr-1"
+    assert row.original_consumer_hsaid == "SE2321000040-ABC1"
+    assert row.sender_hsaid == "dev-loopback"
+    assert row.kind == "move"
+
+
+def test_identical_resend_is_answered_ok_and_stored_once(
+    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+) -> None:
+    body = envelope("14", make_pnr())
+    assert result(post(client, body)[1])[0] == "OK"
+    # Same content with other whitespace between tags is still the same message.
+    assert result(post(client, body.replace(b"><", b">\n  <"))[1])[0] == "OK"
+    assert count(hub, "14") == 1
+
+
+def test_same_content_to_two_regions_is_two_messages(
+    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+) -> None:
+    pnr = make_pnr()
+    assert result(post(client, envelope("14", pnr))[1])[0] == "OK"
+    assert result(post(client, envelope("01", pnr))[1])[0] == "OK"
+    assert (count(hub, "14"), count(hub, "01")) == (1, 1)
+
+
+def test_r1_message_is_stored_as_no_information(
+    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+) -> None:
+    status, answer = post(client, envelope("14", make_pnr(), scenario="no_information"))
+    assert (status, result(answer)[0]) == (200, "OK")
+    with hub.db.region("14").connect() as connection:
+        assert connection.execute(select(messages.c.kind)).scalar_one() == "no_information"
+
+
+@pytest.mark.parametrize("lan", ["03", "99", "1", " 14", "SE"])
+def test_unserved_or_malformed_lan_code_is_error_and_stores_nothing(
+    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str],
+    lan: str,
+) -> None:
+    status, answer = post(client, envelope(lan, make_pnr()))
+    code, text = result(answer)
+    assert (status, code) == (200, "ERROR")
+    assert text and "LogicalAddress" in text
+    assert count(hub, "14") + count(hub, "01") == 0
+
+
+def test_region_whose_agreement_is_not_active_gets_error(
+    hub: Hub, client: Any, add_region: Callable[..., Region], make_pnr: Callable[[], str]
+) -> None:
+    add_region("14", "SE2321000131", "Västra Götalandsregionen",
+               active_to=date.today() - timedelta(days=1))
+    add_region("01", "SE2321000016", "Region Stockholm", platform_confirmed=None)
+    for lan in ("14", "01"):
+        code, text = result(post(client, envelope(lan, make_pnr()))[1])
+        assert code == "ERROR"
+        assert text and "agreement is not active" in text
+    assert count(hub, "14") + count(hub, "01") == 0
+
+
+def test_rule_violation_is_error_naming_the_field_without_the_personnummer(
+    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+) -> None:
+    pnr = make_pnr()
+    bad = pnr[:-1] + str((int(pnr[-1]) + 1) % 10)  # wrong check digit
+    status, answer = post(client, envelope("14", pnr).replace(pnr.encode(), bad.encode()))
+    code, text = result(answer)
+    assert (status, code) == (200, "ERROR")
+    assert text and "personId/extension" in text
+    assert bad not in text and bad[:8] not in text
+    assert count(hub, "14") == 0
+
+
+def test_wrong_namespace_inside_the_message_is_error(
+    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+) -> None:
+    body = envelope("14", make_pnr()).replace(
+        b"urn:riv:clinicalprocess:logistics:cervixscreening:1", b"urn:example:wrong:1"
+    )
+    code, text = result(post(client, body)[1])
+    assert code == "ERROR" and text
+
+
+def test_operation_in_a_foreign_namespace_is_a_client_fault(
+    client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+) -> None:
+    body = envelope("14", make_pnr()).replace(RESPONDER_NS.encode(), b"urn:example:other:1")
+    status, answer = post(client, body)
+    assert status == 500
+    assert fault(answer)[0].startswith("Client")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"<not xml", "not well-formed"),
+        (b"", "not well-formed"),
+        (b"<a>plain xml</a>", "not a SOAP 1.1 Envelope"),
+        (f'<e:Envelope xmlns:e="{SOAP11_ENV_NS}"><e:Body/></e:Envelope>'.encode(), "Body is empty"),
+        (
+            b'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+            b'<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/"><e:Body>&x;'
+            b"</e:Body></e:Envelope>",
+            "DOCTYPE",
+        ),
+    ],
+)
+def test_malformed_requests_get_a_client_fault(
+    client: Any, regions_ab: tuple[Region, Region], body: bytes, expected: str
+) -> None:
+    status, answer = post(client, body)
+    code, text = fault(answer)
+    assert (status, code) == (500, "Client")
+    assert expected in text
+    assert "passwd" not in text and "root:" not in text
+
+
+def test_entity_expansion_bomb_is_refused_fast(client: Any, regions_ab: tuple[Region, Region]) -> None:
+    lol = "".join(f'<!ENTITY l{i} "{"&l" + str(i - 1) + ";" * 1}' * 10 + '">' for i in range(1, 10))
+    body = (
+        f'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY l0 "lol">{lol}]>'
+        f'<e:Envelope xmlns:e="{SOAP11_ENV_NS}"><e:Body>&l9;</e:Body></e:Envelope>'
+    ).encode()
+    started = time.perf_counter()
+    status, answer = post(client, body)
+    # A bound on cost, generous for a shared machine: expansion would take minutes and gigabytes.
+    assert time.perf_counter() - started < 2.0
+    assert status == 500 and fault(answer)[0] == "Client"
+
+
+def test_six_megabyte_body_is_refused_without_storing(
+    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+) -> None:
+    body = envelope("14", make_pnr())
+    padded = body.replace(b"</soapenv:Envelope>", b"<!--" + b"x" * (6 * 1024 * 1024) + b"-->"
+                          b"</soapenv:Envelope>") if b"soapenv:" in body else body + b" " * (6 << 20)
+    status, answer = post(client, padded)
+    code, text = fault(answer)
+    assert (status, code) == (500, "Client")
+    assert "exceeds" in text or "larger" in text
+    assert count(hub, "14") == 0
+
+
+def test_database_down_is_a_server_fault_without_details(
+    settings: Any, hub: Hub, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str],
+    tmp_path: Path,
+) -> None:
+    if settings.is_sqlite:
+        broken_url = f"sqlite:///{tmp_path / 'broken.db'}"
+        (tmp_path / "broken.db").write_bytes(b"this is not a database file" * 100)
+    else:
+        broken_url = "postgresql+psycopg2://postgres@127.0.0.1:1/nothing"
+    down = build_hub(settings.with_overrides(database_url=broken_url))
+    try:
+        pnr = make_pnr()
+        status, answer = post(create_app(down).test_client(), envelope("14", pnr))
+    finally:
+        down.close()
+    code, text = fault(answer)
+    assert (status, code) == (500, "Server")
+    assert pnr not in text and "Traceback" not in text and "sqlite" not in text.lower()
+
+
+def _cert_pem(hsa_id: str) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "NTjP test"),
+                      x509.NameAttribute(NameOID.SERIAL_NUMBER, hsa_id)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_caller_is_identified_from_the_ingress_certificate(
+    settings: Any, hub: Hub, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+) -> None:
+    from urllib.parse import quote
+
+    master = (settings.data_dir / "master.key").read_text().strip()  # the test hub's key
+    strict = build_hub(settings.with_overrides(env="prod", master_key=master,
+                                               allowed_consumers=("SE2321000016-NTJP",)))
+    client = create_app(strict).test_client()
+    body = envelope("14", make_pnr())
+    try:
+        # No certificate: refused even from loopback outside dev/test.
+        response = client.post(ENDPOINT_PATH, data=body, environ_base=LOOPBACK)
+        assert response.status_code == 500 and b"certificate is required" in response.data
+        # A certificate of a consumer not on the allow-list.
+        response = client.post(ENDPOINT_PATH, data=body, environ_base=LOOPBACK,
+                               headers={"X-SSL-Client-Cert": quote(_cert_pem("SE999-OTHER"))})
+        assert response.status_code == 500 and b"not allowed" in response.data
+        # A certificate header from an address that is not the ingress is ignored.
+        response = client.post(ENDPOINT_PATH, data=body, environ_base={"REMOTE_ADDR": "10.9.9.9"},
+                               headers={"X-SSL-Client-Cert": quote(_cert_pem("SE2321000016-NTJP"))})
+        assert response.status_code == 500 and b"certificate is required" in response.data
+        # The platform's certificate through the ingress.
+        response = client.post(ENDPOINT_PATH, data=body, environ_base=LOOPBACK,
+                               headers={"X-SSL-Client-Cert": quote(_cert_pem("SE2321000016-NTJP"))})
+        assert response.status_code == 200 and b">OK<" in response.data
+    finally:
+        strict.close()
+    with hub.db.region("14").connect() as connection:
+        assert connection.execute(select(messages.c.sender_hsaid)).scalar_one() == "SE2321000016-NTJP"
+
+
+def test_region_b_never_sees_region_a(
+    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+) -> None:
+    pnr = make_pnr()
+    post(client, envelope("14", pnr))
+    a_rows = list_messages(hub, "14", "test:alice")
+    assert len(a_rows) == 1 and a_rows[0].masked_pnr.endswith("****")
+    message_id = a_rows[0].id
+    assert list_messages(hub, "01", "test:charlie") == []
+    assert read_body(hub, "01", message_id, "test:charlie") is None
+    body_a = read_body(hub, "14", message_id, "test:alice")
+    assert body_a is not None and pnr.encode() in body_a
+    # Region B's key cannot open region A's data even given the bytes.
+    with hub.db.region("14").connect() as connection:
+        sealed = connection.execute(select(messages.c.body_enc)).scalar_one()
+    with hub.db.hub.connect() as connection:
+        cipher_b = hub.keys.cipher(connection, "01")
+    with pytest.raises(Exception):  # noqa: B017 - cryptography's InvalidTag
+        cipher_b.open(sealed, "body")
+    # Nothing personal is stored in clear: the raw column bytes hold no personnummer.
+    assert pnr.encode() not in sealed
+    with hub.db.region("14").connect() as connection:
+        actions = [r.action for r in connection.execute(select(access_log))]
+    assert actions.count("message.read") == 1 and "message.received" in actions
+
+
+def test_personnummer_never_reaches_the_application_log(
+    client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG")
+    pnr = make_pnr()
+    post(client, envelope("14", pnr))
+    post(client, envelope("14", pnr).replace(b"<", b"<<", 1))
+    assert pnr not in caplog.text and pnr[2:] not in caplog.text
+
+
+def test_concurrent_calls_over_real_http(
+    hub: Hub, live_server: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+) -> None:
+    bodies = [envelope("14" if i % 2 else "01", make_pnr()) for i in range(40)]
+
+    def call(body: bytes) -> str:
+        response = requests.post(live_server.url + ENDPOINT_PATH, data=body, timeout=29,
+                                 headers={"Content-Type": "text/xml; charset=utf-8"})
+        return result(etree.fromstring(response.content))[0]
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        codes = list(pool.map(call, bodies))
+    assert codes == ["OK"] * 40
+    assert (count(hub, "14"), count(hub, "01")) == (20, 20)
+
+
+def test_wsdl_is_served_with_the_real_address_and_resolvable_imports(live_server: Any) -> None:
+    url = live_server.url + ENDPOINT_PATH
+    wsdl = etree.fromstring(requests.get(url + "?wsdl", timeout=10).content)
+    address = wsdl.find(".//{http://schemas.xmlsoap.org/wsdl/soap/}address")
+    assert address is not None and address.get("location") == url
+    locations = [el.get("schemaLocation") for el in wsdl.iter("{*}import") if el.get("schemaLocation")]
+    assert locations
+    for location in locations:
+        assert location.startswith(url + "?xsd=")
+        schema = requests.get(location, timeout=10)
+        assert schema.status_code == 200 and b"schema" in schema.content
+    assert requests.get(url + "?xsd=../../etc/passwd", timeout=10).status_code == 404
