@@ -1,1 +1,1 @@
-"""The agent hub: NTjP producer and consumer of ProcessCervixScreeningInformation for many regions."""
+"""The agent hub: NTjP producer and consumer of ProcessCervixScreeningInformation for regions."""

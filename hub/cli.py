@@ -83,8 +83,10 @@ def cmd_region_list(_args: argparse.Namespace) -> int:
         rows = list_regions(connection)
     print(f"{'län':<4} {'hsa-id':<14} {'env':<5} {'agreement':<12} {'name':<30} drop")
     for r in rows:
-        print(f"{r.lan_code:<4} {r.hsa_id:<14} {r.environment:<5} {r.agreement_state(today):<12} "
-              f"{r.name:<30} {r.drop_url or '-'}")
+        print(
+            f"{r.lan_code:<4} {r.hsa_id:<14} {r.environment:<5} {r.agreement_state(today):<12} "
+            f"{r.name:<30} {r.drop_url or '-'}"
+        )
     return 0
 
 
@@ -94,8 +96,9 @@ def cmd_region_end(args: argparse.Namespace) -> int:
     from hub.tenancy.registry import end_agreement
 
     hub = _hub()
-    end_agreement(hub.db, hub.keys, args.lan, _actor(), destroy_key=args.destroy_key,
-                  today=swedish_today())
+    end_agreement(
+        hub.db, hub.keys, args.lan, _actor(), destroy_key=args.destroy_key, today=swedish_today()
+    )
     print(f"region {args.lan}: agreement ended" + ("; key destroyed" if args.destroy_key else ""))
     return 0
 
@@ -126,8 +129,10 @@ def cmd_messages(args: argparse.Namespace) -> int:
     rows = list_messages(hub, args.lan, _actor(), limit=args.limit)
     print(f"{'received (UTC)':<20} {'id':<36} {'kind':<15} {'pnr':<15} {'code':<5} delivery")
     for m in rows:
-        print(f"{m.received_at:%Y-%m-%d %H:%M:%S} {m.id} {m.kind:<15} {m.masked_pnr:<15} "
-              f"{m.result_code:<5} {m.delivery_state}")
+        print(
+            f"{m.received_at:%Y-%m-%d %H:%M:%S} {m.id} {m.kind:<15} {m.masked_pnr:<15} "
+            f"{m.result_code:<5} {m.delivery_state}"
+        )
     return 0
 
 
@@ -164,8 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--name", required=True)
     add.add_argument("--org-number")
     add.add_argument("--drop", help="folder path or sftp://user@host:port/path")
-    add.add_argument("--environment", default="SIT", choices=["SIT", "QA", "PROD", "sit", "qa",
-                                                                 "prod"])
+    add.add_argument(
+        "--environment", default="SIT", choices=["SIT", "QA", "PROD", "sit", "qa", "prod"]
+    )
     add.add_argument("--agreement-signed", help="YYYY-MM-DD")
     add.add_argument("--platform-confirmed", help="YYYY-MM-DD")
     add.add_argument("--active-from", help="YYYY-MM-DD")
@@ -174,8 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     region_sub.add_parser("list", help="list regions").set_defaults(handler=cmd_region_list)
     end = region_sub.add_parser("end", help="end a region's agreement")
     end.add_argument("--lan", required=True)
-    end.add_argument("--destroy-key", action="store_true",
-                     help="destroy the region's key: its stored data becomes unreadable")
+    end.add_argument(
+        "--destroy-key",
+        action="store_true",
+        help="destroy the region's key: its stored data becomes unreadable",
+    )
     end.set_defaults(handler=cmd_region_end)
 
     regions = sub.add_parser("regions", help="all regions")

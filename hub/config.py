@@ -102,7 +102,7 @@ class Settings:
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and check every ``AGENTHUB_*`` setting; raise :class:`ConfigError` on the first bad one."""
+    """Read and check every ``AGENTHUB_*`` setting; raise :class:`ConfigError` on the first bad."""
     env = os.environ if env is None else env
     environment = env_choice(env, "AGENTHUB_ENV", "dev", ENVIRONMENTS)
     data_dir = Path(env_str(env, "AGENTHUB_DATA_DIR", "var")).expanduser().resolve()

@@ -36,7 +36,11 @@ def build_hub(settings: Settings | None = None) -> Hub:
     settings = settings or load_settings()
     configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    codes = load_code_lists(settings.code_lists_path) if settings.code_lists_path else DEFAULT_CODE_LISTS
+    codes = (
+        load_code_lists(settings.code_lists_path)
+        if settings.code_lists_path
+        else DEFAULT_CODE_LISTS
+    )
     hub = Hub(
         settings=settings,
         db=Database(settings),

@@ -106,7 +106,8 @@ def canonical_bytes(element: etree._Element) -> bytes:
             node.text = None
         if node.tail is not None and not node.tail.strip():
             node.tail = None
-    return etree.tostring(copy, method="c14n", exclusive=True)
+    data: bytes = etree.tostring(copy, method="c14n", exclusive=True)
+    return data
 
 
 def _sealed_fields(cipher: RegionCipher, information: CervixScreeningInformation) -> bytes:

@@ -71,9 +71,14 @@ def count(hub: Hub, lan: str) -> int:
 def test_valid_call_is_stored_for_that_region_only(
     hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
 ) -> None:
-    status, answer = post(client, envelope("14", make_pnr()),
-                          **{"x-skltp-correlation-id": "corr-1",
-                             "x-rivta-original-serviceconsumer-hsaid": "SE2321000040-ABC1"})
+    status, answer = post(
+        client,
+        envelope("14", make_pnr()),
+        **{
+            "x-skltp-correlation-id": "corr-1",
+            "x-rivta-original-serviceconsumer-hsaid": "SE2321000040-ABC1",
+        },
+    )
     assert status == 200
     assert result(answer) == ("OK", None)
     assert count(hub, "14") == 1
@@ -116,7 +121,10 @@ def test_r1_message_is_stored_as_no_information(
 
 @pytest.mark.parametrize("lan", ["03", "99", "1", " 14", "SE"])
 def test_unserved_or_malformed_lan_code_is_error_and_stores_nothing(
-    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str],
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[Region, Region],
+    make_pnr: Callable[[], str],
     lan: str,
 ) -> None:
     status, answer = post(client, envelope(lan, make_pnr()))
@@ -129,8 +137,9 @@ def test_unserved_or_malformed_lan_code_is_error_and_stores_nothing(
 def test_region_whose_agreement_is_not_active_gets_error(
     hub: Hub, client: Any, add_region: Callable[..., Region], make_pnr: Callable[[], str]
 ) -> None:
-    add_region("14", "SE2321000131", "Västra Götalandsregionen",
-               active_to=date.today() - timedelta(days=1))
+    add_region(
+        "14", "SE2321000131", "Västra Götalandsregionen", active_to=date.today() - timedelta(days=1)
+    )
     add_region("01", "SE2321000016", "Region Stockholm", platform_confirmed=None)
     for lan in ("14", "01"):
         code, text = result(post(client, envelope(lan, make_pnr()))[1])
@@ -196,7 +205,9 @@ def test_malformed_requests_get_a_client_fault(
     assert "passwd" not in text and "root:" not in text
 
 
-def test_entity_expansion_bomb_is_refused_fast(client: Any, regions_ab: tuple[Region, Region]) -> None:
+def test_entity_expansion_bomb_is_refused_fast(
+    client: Any, regions_ab: tuple[Region, Region]
+) -> None:
     lol = "".join(f'<!ENTITY l{i} "{"&l" + str(i - 1) + ";" * 1}' * 10 + '">' for i in range(1, 10))
     body = (
         f'<?xml version="1.0"?><!DOCTYPE e [<!ENTITY l0 "lol">{lol}]>'
@@ -213,8 +224,13 @@ def test_six_megabyte_body_is_refused_without_storing(
     hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
 ) -> None:
     body = envelope("14", make_pnr())
-    padded = body.replace(b"</soapenv:Envelope>", b"<!--" + b"x" * (6 * 1024 * 1024) + b"-->"
-                          b"</soapenv:Envelope>") if b"soapenv:" in body else body + b" " * (6 << 20)
+    padded = (
+        body.replace(
+            b"</soapenv:Envelope>", b"<!--" + b"x" * (6 * 1024 * 1024) + b"--></soapenv:Envelope>"
+        )
+        if b"soapenv:" in body
+        else body + b" " * (6 << 20)
+    )
     status, answer = post(client, padded)
     code, text = fault(answer)
     assert (status, code) == (500, "Client")
@@ -223,7 +239,10 @@ def test_six_megabyte_body_is_refused_without_storing(
 
 
 def test_database_down_is_a_server_fault_without_details(
-    settings: Any, hub: Hub, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str],
+    settings: Any,
+    hub: Hub,
+    regions_ab: tuple[Region, Region],
+    make_pnr: Callable[[], str],
     tmp_path: Path,
 ) -> None:
     if settings.is_sqlite:
@@ -244,13 +263,22 @@ def test_database_down_is_a_server_fault_without_details(
 
 def _cert_pem(hsa_id: str) -> str:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "NTjP test"),
-                      x509.NameAttribute(NameOID.SERIAL_NUMBER, hsa_id)])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "NTjP test"),
+            x509.NameAttribute(NameOID.SERIAL_NUMBER, hsa_id),
+        ]
+    )
     now = datetime.now(UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now)
-        .not_valid_after(now + timedelta(days=1)).sign(key, hashes.SHA256())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
@@ -261,8 +289,11 @@ def test_caller_is_identified_from_the_ingress_certificate(
     from urllib.parse import quote
 
     master = (settings.data_dir / "master.key").read_text().strip()  # the test hub's key
-    strict = build_hub(settings.with_overrides(env="prod", master_key=master,
-                                               allowed_consumers=("SE2321000016-NTJP",)))
+    strict = build_hub(
+        settings.with_overrides(
+            env="prod", master_key=master, allowed_consumers=("SE2321000016-NTJP",)
+        )
+    )
     client = create_app(strict).test_client()
     body = envelope("14", make_pnr())
     try:
@@ -270,21 +301,35 @@ def test_caller_is_identified_from_the_ingress_certificate(
         response = client.post(ENDPOINT_PATH, data=body, environ_base=LOOPBACK)
         assert response.status_code == 500 and b"certificate is required" in response.data
         # A certificate of a consumer not on the allow-list.
-        response = client.post(ENDPOINT_PATH, data=body, environ_base=LOOPBACK,
-                               headers={"X-SSL-Client-Cert": quote(_cert_pem("SE999-OTHER"))})
+        response = client.post(
+            ENDPOINT_PATH,
+            data=body,
+            environ_base=LOOPBACK,
+            headers={"X-SSL-Client-Cert": quote(_cert_pem("SE999-OTHER"))},
+        )
         assert response.status_code == 500 and b"not allowed" in response.data
         # A certificate header from an address that is not the ingress is ignored.
-        response = client.post(ENDPOINT_PATH, data=body, environ_base={"REMOTE_ADDR": "10.9.9.9"},
-                               headers={"X-SSL-Client-Cert": quote(_cert_pem("SE2321000016-NTJP"))})
+        response = client.post(
+            ENDPOINT_PATH,
+            data=body,
+            environ_base={"REMOTE_ADDR": "10.9.9.9"},
+            headers={"X-SSL-Client-Cert": quote(_cert_pem("SE2321000016-NTJP"))},
+        )
         assert response.status_code == 500 and b"certificate is required" in response.data
         # The platform's certificate through the ingress.
-        response = client.post(ENDPOINT_PATH, data=body, environ_base=LOOPBACK,
-                               headers={"X-SSL-Client-Cert": quote(_cert_pem("SE2321000016-NTJP"))})
+        response = client.post(
+            ENDPOINT_PATH,
+            data=body,
+            environ_base=LOOPBACK,
+            headers={"X-SSL-Client-Cert": quote(_cert_pem("SE2321000016-NTJP"))},
+        )
         assert response.status_code == 200 and b">OK<" in response.data
     finally:
         strict.close()
     with hub.db.region("14").connect() as connection:
-        assert connection.execute(select(messages.c.sender_hsaid)).scalar_one() == "SE2321000016-NTJP"
+        assert (
+            connection.execute(select(messages.c.sender_hsaid)).scalar_one() == "SE2321000016-NTJP"
+        )
 
 
 def test_region_b_never_sees_region_a(
@@ -314,7 +359,9 @@ def test_region_b_never_sees_region_a(
 
 
 def test_personnummer_never_reaches_the_application_log(
-    client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str],
+    client: Any,
+    regions_ab: tuple[Region, Region],
+    make_pnr: Callable[[], str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("DEBUG")
@@ -330,8 +377,12 @@ def test_concurrent_calls_over_real_http(
     bodies = [envelope("14" if i % 2 else "01", make_pnr()) for i in range(40)]
 
     def call(body: bytes) -> str:
-        response = requests.post(live_server.url + ENDPOINT_PATH, data=body, timeout=29,
-                                 headers={"Content-Type": "text/xml; charset=utf-8"})
+        response = requests.post(
+            live_server.url + ENDPOINT_PATH,
+            data=body,
+            timeout=29,
+            headers={"Content-Type": "text/xml; charset=utf-8"},
+        )
         return result(etree.fromstring(response.content))[0]
 
     with ThreadPoolExecutor(max_workers=12) as pool:
@@ -345,7 +396,9 @@ def test_wsdl_is_served_with_the_real_address_and_resolvable_imports(live_server
     wsdl = etree.fromstring(requests.get(url + "?wsdl", timeout=10).content)
     address = wsdl.find(".//{http://schemas.xmlsoap.org/wsdl/soap/}address")
     assert address is not None and address.get("location") == url
-    locations = [el.get("schemaLocation") for el in wsdl.iter("{*}import") if el.get("schemaLocation")]
+    locations = [
+        el.get("schemaLocation") for el in wsdl.iter("{*}import") if el.get("schemaLocation")
+    ]
     assert locations
     for location in locations:
         assert location.startswith(url + "?xsd=")

@@ -7,7 +7,8 @@ RESPONDER_NS: Final = (
     "urn:riv:clinicalprocess:logistics:cervixscreening:ProcessCervixScreeningInformationResponder:1"
 )
 WSDL_NS: Final = (
-    "urn:riv:clinicalprocess:logistics:cervixscreening:ProcessCervixScreeningInformation:1:rivtabp21"
+    "urn:riv:clinicalprocess:logistics:cervixscreening:"
+    "ProcessCervixScreeningInformation:1:rivtabp21"
 )
 ITR_NS: Final = "urn:riv:itintegration:registry:1"
 SOAP11_ENV_NS: Final = "http://schemas.xmlsoap.org/soap/envelope/"

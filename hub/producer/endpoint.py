@@ -53,7 +53,10 @@ def _wsgi_header(name: str) -> str:
 
 
 def fault_response(
-    start_response: StartResponse, faultcode: str, text: str, status: str = "500 Internal Server Error"
+    start_response: StartResponse,
+    faultcode: str,
+    text: str,
+    status: str = "500 Internal Server Error",
 ) -> list[bytes]:
     """Answer with a SOAP 1.1 Fault (HTTP 500 per SOAP 1.1; never an empty body)."""
     body = build_fault_envelope(faultcode, text)  # type: ignore[arg-type]
@@ -89,8 +92,9 @@ class ContractDocuments:
             return cached
         tree = parse_untrusted((self.root / relative).read_bytes())
         here = posixpath.dirname(relative)
-        for el in tree.iter("{http://www.w3.org/2001/XMLSchema}import",
-                            "{http://www.w3.org/2001/XMLSchema}include"):
+        for el in tree.iter(
+            "{http://www.w3.org/2001/XMLSchema}import", "{http://www.w3.org/2001/XMLSchema}include"
+        ):
             location = el.get("schemaLocation")
             if location:
                 target = posixpath.normpath(posixpath.join(here, location))
@@ -124,8 +128,9 @@ class ProducerEndpoint:
         if method == "GET":
             return self._documents(environ, start_response)
         if method != "POST":
-            start_response("405 Method Not Allowed", [("Allow", "GET, POST"),
-                                                      ("Content-Type", "text/plain")])
+            start_response(
+                "405 Method Not Allowed", [("Allow", "GET, POST"), ("Content-Type", "text/plain")]
+            )
             return [b"use POST for SOAP calls, GET ?wsdl for the contract\n"]
         return self._call(environ, start_response)
 
@@ -159,11 +164,15 @@ class ProducerEndpoint:
         body = self._read_body(environ)
         if body is None:
             cap = self.hub.settings.max_body_bytes
-            return fault_response(start_response, "soap:Client",
-                                  f"The request body exceeds {cap} bytes")
+            return fault_response(
+                start_response, "soap:Client", f"The request body exceeds {cap} bytes"
+            )
         settings = self.hub.settings
-        caller = identify(settings, environ.get("REMOTE_ADDR", ""),
-                          environ.get(_wsgi_header(settings.cert_header)))
+        caller = identify(
+            settings,
+            environ.get("REMOTE_ADDR", ""),
+            environ.get(_wsgi_header(settings.cert_header)),
+        )
         if caller.refused:
             return fault_response(start_response, "soap:Client", caller.refused)
         try:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from spyne import Application, ComplexModel, Enum, ServiceBase, Unicode, rpc
+from spyne import Application, Enum, ServiceBase, Unicode, rpc
 from spyne.error import Fault
 from spyne.model.primitive import AnyXml
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
-from hub.context import Hub
 from hub.contract.names import ITR_NS, RESPONDER_NS
 from hub.messages import CallMeta, receive
 
@@ -54,19 +53,22 @@ class ResponderService(ServiceBase):  # type: ignore[misc]
 
     __service_name__ = "ProcessCervixScreeningInformationResponderService"
 
-    @rpc(  # type: ignore[misc]
+    @rpc(  # type: ignore[untyped-decorator]
         AnyXml,
         _in_header=(LogicalAddress,),
         _returns=(ResultCode, Unicode),
         _out_variable_names=("resultCode", "resultText"),
     )
-    def ProcessCervixScreeningInformation(ctx: Any, cervixScreeningInformation: Any) -> Any:  # noqa: N802, N803
+    def ProcessCervixScreeningInformation(ctx: Any, cervixScreeningInformation: Any) -> Any:
         """Hand the call to the inbound service; a technical failure becomes a Server fault."""
         env = ctx.transport.req_env
         request = env[ENV_REQUEST]
         try:
             answer = receive(
-                env[ENV_HUB], request.body_element, request.logical_address, env[ENV_RAW],
+                env[ENV_HUB],
+                request.body_element,
+                request.logical_address,
+                env[ENV_RAW],
                 env[ENV_META],
             )
         except Exception:

@@ -109,7 +109,9 @@ def list_regions(connection: Connection) -> list[Region]:
     return [_row_to_region(row) for row in rows]
 
 
-def audit(connection: Connection, actor: str, action: str, lan_code: str | None, detail: str) -> None:
+def audit(
+    connection: Connection, actor: str, action: str, lan_code: str | None, detail: str
+) -> None:
     """Write one line to the operator audit (no personal data goes here)."""
     connection.execute(
         operator_audit.insert().values(
@@ -191,8 +193,16 @@ def region_from_file(path: Path) -> Region:
     except tomllib.TOMLDecodeError as exc:
         raise RegionError(f"{path.name}: {exc}") from None
     agreement = data.get("agreement", {})
-    known = {"lan_code", "hsa_id", "name", "organisation_number", "environment", "drop",
-             "drop_settings", "agreement"}
+    known = {
+        "lan_code",
+        "hsa_id",
+        "name",
+        "organisation_number",
+        "environment",
+        "drop",
+        "drop_settings",
+        "agreement",
+    }
     unknown = sorted(set(data) - known)
     if unknown:
         raise RegionError(f"{path.name}: unknown keys {', '.join(unknown)}")
