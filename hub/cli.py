@@ -197,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     msgs.add_argument("--lan", required=True)
     msgs.add_argument("--limit", type=int, default=50)
     msgs.set_defaults(handler=cmd_messages)
+
+    # Each side of the hub adds its own commands, so no one file grows with every feature.
+    from hub.consumer.cli import register as register_consumer
+    from hub.jobs.cli import register as register_jobs
+
+    register_jobs(sub)
+    register_consumer(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""The hub as NTjP consumer: outbox, per-destination senders, the RIVTA resend policy."""

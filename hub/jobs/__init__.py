@@ -1,0 +1,1 @@
+"""Background work: one scheduler process (``agenthub worker``) and the jobs it runs."""
