@@ -153,7 +153,8 @@ def parse_host_key_pins(text: str) -> tuple[HostKeyPin, ...]:
         if line.startswith("SHA256:"):
             value = line.split()[0]
             try:
-                digest = base64.b64decode(value[len("SHA256:") :] + "==", validate=True)
+                b64 = value[len("SHA256:") :]
+                digest = base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
             except binascii.Error as exc:
                 raise ValueError(f"bad host key fingerprint {value!r}") from exc
             if len(digest) != hashlib.sha256().digest_size:
@@ -275,6 +276,8 @@ class SftpDrop(Drop):
             sock = socket.create_connection((self.host, self.port), timeout=s.connect_timeout)
         except OSError as exc:  # refused, timed out, no route, DNS: may all pass
             raise DropUnavailable(f"cannot connect to {self.url}: {exc}") from exc
+        # SFTP is request/response; without this, Nagle plus delayed ACKs stall every write.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport = paramiko.Transport(sock)
         try:
             self._handshake(transport)
@@ -554,6 +557,10 @@ class SftpDrop(Drop):
         target = self._path(to_folder, name if to_name is None else to_name)
         with self._remote(f"cannot move {source} to {target} on {self.url}") as sftp:
             if self._lexists(sftp, target):
+                # Report a vanished source first, as the local drop does: for a second hub
+                # node racing on the same pick-up, "someone else took it" is the real story.
+                if not self._lexists(sftp, source):
+                    raise DropFileNotFound(f"{self.url}: {source} does not exist")
                 raise DropFileExists(f"{self.url}: {target} already exists")
             try:
                 sftp.rename(source, target)
