@@ -76,6 +76,29 @@ def generate_key(directory: Path, name: str, key_type: str = "ed25519") -> tuple
     return path, path.with_suffix(".pub").read_text().strip()
 
 
+def _shared_password() -> str:
+    """The test user's password, shared by concurrent test sessions on this machine.
+
+    Every session chrooting the same system user must agree on its password, or one session's
+    chpasswd breaks another's logins. It is random per boot and readable by root only, because
+    the machine's own sshd (if any) would accept it too.
+    """
+    path = Path("/run/hub-test-sshd.password")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # the creator may not have written it yet
+            password = path.read_text().strip()
+            if password:
+                return password
+            time.sleep(0.02)
+        raise RuntimeError(f"{path} stays empty") from None
+    password = secrets.token_urlsafe(16)
+    with os.fdopen(fd, "w") as f:
+        f.write(password + "\n")
+    return password
+
+
 def _ensure_user(password: str) -> pwd.struct_passwd:
     try:
         pwd.getpwnam(USER)
@@ -177,6 +200,28 @@ class SftpServer:
         os.chown(on_disk, self.uid, self.gid)
         return f"{self.base_path}/{name}", on_disk
 
+    def session_pids(self) -> list[int]:
+        """Processes serving this server's open sessions as the test user (not other servers')."""
+        if self._proc is None:
+            return []
+        out = subprocess.run(
+            ["ps", "-e", "-o", "pid=,ppid=,user="], capture_output=True, text=True, check=True
+        ).stdout
+        rows = [line.split() for line in out.splitlines() if line.strip()]
+        children: dict[int, list[int]] = {}
+        users: dict[int, str] = {}
+        for pid, ppid, user in rows:
+            children.setdefault(int(ppid), []).append(int(pid))
+            users[int(pid)] = user
+        found: list[int] = []
+        todo = [self._proc.pid]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                todo.append(child)
+                if users.get(child) == self.username:
+                    found.append(child)
+        return found
+
     def accepted_logins(self) -> int:
         """How many logins sshd has accepted so far (counts connections the hub made)."""
         return self.log_path.read_text(errors="replace").count("Accepted ")
@@ -217,7 +262,7 @@ Match User {USER}
 def _start_server(workdir: Path) -> SftpServer:
     # The user reads authorized_keys from here (sshd drops privileges for that).
     workdir.chmod(0o755)
-    password = secrets.token_urlsafe(16)
+    password = _shared_password()
     user = _ensure_user(password)
     host_key, host_key_line = generate_key(workdir, "ssh_host_ed25519_key")
     client_key, client_pub = generate_key(workdir, "client_ed25519")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 import threading
 import time
@@ -34,7 +35,9 @@ from hub.drops import (
     open_drop,
 )
 from hub.drops.sftp import fingerprint, parse_host_key_pins
-from tests.sshd import SftpServer, generate_key, sftp_server  # noqa: F401
+from tests.sshd import SftpServer, generate_key
+
+# The sftp_server fixture comes from tests/sshd.py, loaded as a plugin by tests/conftest.py.
 
 # A name as the hub makes them: time first (so names sort chronologically), then the message id.
 MESSAGE_NAME = "20250301T101500Z_6f1c2a9e-3b7d-4c1e-9a55-0d2f1e8b7c44.xml"
@@ -373,13 +376,13 @@ def test_host_key_pin_forms_parse_to_the_same_key(tmp_path: Path) -> None:
 # -- SFTP specifics (real OpenSSH) ------------------------------------------------------------
 
 
-def test_sftp_password_auth(sftp_server: SftpServer) -> None:  # noqa: F811
+def test_sftp_password_auth(sftp_server: SftpServer) -> None:
     base, _ = sftp_server.new_base()
     with sftp_drop(sftp_server, base) as drop:
         drop.check()
 
 
-def test_sftp_key_auth_from_path_and_pem(sftp_server: SftpServer) -> None:  # noqa: F811
+def test_sftp_key_auth_from_path_and_pem(sftp_server: SftpServer) -> None:
     base, disk = sftp_server.new_base()
     key_path = sftp_server.private_key_path
     for key in (
@@ -392,7 +395,7 @@ def test_sftp_key_auth_from_path_and_pem(sftp_server: SftpServer) -> None:  # no
     assert len(list((disk / RECEIVED).iterdir())) == 2
 
 
-def test_sftp_wrong_password_is_permanent(sftp_server: SftpServer) -> None:  # noqa: F811
+def test_sftp_wrong_password_is_permanent(sftp_server: SftpServer) -> None:
     base, _ = sftp_server.new_base()
     with sftp_drop(sftp_server, base, password="fel-lösenord") as drop:
         with pytest.raises(DropUnavailable) as caught:
@@ -401,7 +404,7 @@ def test_sftp_wrong_password_is_permanent(sftp_server: SftpServer) -> None:  # n
     assert not isinstance(caught.value, HostKeyMismatch)
 
 
-def test_sftp_wrong_key_is_permanent(sftp_server: SftpServer, tmp_path: Path) -> None:  # noqa: F811
+def test_sftp_wrong_key_is_permanent(sftp_server: SftpServer, tmp_path: Path) -> None:
     base, _ = sftp_server.new_base()
     stranger, _ = generate_key(tmp_path, "stranger")
     with sftp_drop(sftp_server, base, password=None, private_key_path=stranger) as drop:
@@ -423,13 +426,13 @@ def _refused_without_logging_in(
     return caught.value
 
 
-def test_sftp_unknown_host_key_is_refused(sftp_server: SftpServer) -> None:  # noqa: F811
+def test_sftp_unknown_host_key_is_refused(sftp_server: SftpServer) -> None:
     base, disk = sftp_server.new_base()
     _refused_without_logging_in(sftp_server, None, disk, base)
 
 
 def test_sftp_changed_host_key_is_refused(
-    sftp_server: SftpServer,  # noqa: F811
+    sftp_server: SftpServer,
     tmp_path: Path,
 ) -> None:
     base, disk = sftp_server.new_base()
@@ -442,7 +445,7 @@ def test_sftp_changed_host_key_is_refused(
     _refused_without_logging_in(sftp_server, other_rsa, disk, base)
 
 
-def test_sftp_pin_as_fingerprint_or_known_hosts_line(sftp_server: SftpServer) -> None:  # noqa: F811
+def test_sftp_pin_as_fingerprint_or_known_hosts_line(sftp_server: SftpServer) -> None:
     base, _ = sftp_server.new_base()
     key_type, b64 = sftp_server.host_key_line.split()[:2]
     (pin,) = parse_host_key_pins(sftp_server.host_key_line)
@@ -457,7 +460,7 @@ def test_sftp_pin_as_fingerprint_or_known_hosts_line(sftp_server: SftpServer) ->
             drop.check()
 
 
-def test_sftp_server_down_is_transient_and_quick(sftp_server: SftpServer) -> None:  # noqa: F811
+def test_sftp_server_down_is_transient_and_quick(sftp_server: SftpServer) -> None:
     base, _ = sftp_server.new_base()
     with sftp_server.stopped(), sftp_drop(sftp_server, base, connect_timeout=2.0) as drop:
         started = time.monotonic()
@@ -500,7 +503,7 @@ def silent_server() -> Iterator[tuple[str, int]]:
 
 
 def test_sftp_hung_server_times_out_as_transient(
-    sftp_server: SftpServer,  # noqa: F811
+    sftp_server: SftpServer,
     silent_server: tuple[str, int],
 ) -> None:
     host, port = silent_server
@@ -513,7 +516,7 @@ def test_sftp_hung_server_times_out_as_transient(
     assert not caught.value.permanent
 
 
-def test_sftp_connection_is_reused_within_a_run(sftp_server: SftpServer) -> None:  # noqa: F811
+def test_sftp_connection_is_reused_within_a_run(sftp_server: SftpServer) -> None:
     base, disk = sftp_server.new_base()
     logins = sftp_server.accepted_logins()
     with sftp_drop(sftp_server, base) as drop:
@@ -532,7 +535,7 @@ def test_sftp_connection_is_reused_within_a_run(sftp_server: SftpServer) -> None
     assert len(list((disk / RECEIPTS).iterdir())) == 5
 
 
-def test_sftp_reconnects_after_the_connection_dies(sftp_server: SftpServer) -> None:  # noqa: F811
+def test_sftp_reconnects_after_the_connection_dies(sftp_server: SftpServer) -> None:
     base, _ = sftp_server.new_base()
     with sftp_drop(sftp_server, base) as drop:
         drop.ensure_layout()
@@ -541,16 +544,39 @@ def test_sftp_reconnects_after_the_connection_dies(sftp_server: SftpServer) -> N
         assert drop.write_atomic(RECEIVED, MESSAGE_NAME, b"x")
 
 
-def test_sftp_missing_base_path_is_permanent(sftp_server: SftpServer) -> None:  # noqa: F811
+def test_sftp_missing_base_path_is_permanent(sftp_server: SftpServer) -> None:
     with sftp_drop(sftp_server, "/drop/finns-inte") as drop:
         with pytest.raises(DropUnavailable) as caught:
             drop.ensure_layout()
     assert caught.value.permanent
 
 
-def test_sftp_permission_denied_is_permanent(sftp_server: SftpServer) -> None:  # noqa: F811
+def test_sftp_permission_denied_is_permanent(sftp_server: SftpServer) -> None:
     # The chroot root is root-owned: the SFTP user may look but not write.
     with sftp_drop(sftp_server, "/") as drop:
         with pytest.raises(DropError) as caught:
             drop.ensure_layout()
     assert caught.value.permanent
+
+
+def test_sftp_hung_session_times_out_as_transient_and_reconnects(
+    sftp_server: SftpServer,
+) -> None:
+    base, _ = sftp_server.new_base()
+    with sftp_drop(sftp_server, base, read_timeout=0.5) as drop:
+        drop.ensure_layout()
+        frozen = sftp_server.session_pids()
+        assert frozen
+        for pid in frozen:  # the server side of our session stops answering
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(DropUnavailable) as caught:
+                drop.list_files(RECEIVED)
+            assert time.monotonic() - started < 3.0
+            assert not caught.value.permanent
+            assert drop._transport is None  # the stuck connection was dropped
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        assert drop.list_files(RECEIVED) == []  # a fresh connection

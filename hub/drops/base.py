@@ -166,7 +166,8 @@ class Drop(abc.ABC):
     """A region's drop: the same operations whether it is a local folder or an SFTP server.
 
     Use it as a context manager (or call :meth:`close`) so that network connections are
-    released at the end of a job run. All failures are :class:`DropError` subclasses.
+    released at the end of a job run. All failures are :class:`DropError` subclasses. A drop
+    object is not for sharing between threads: give each job run (or thread) its own.
     """
 
     @abc.abstractmethod
