@@ -70,7 +70,10 @@ def serve_sim_in_thread(
     """
     app = create_sim_app(config)
     server = make_server(host, port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="ntjp-sim", daemon=True)
+    # A short poll interval: shutdown() waits up to one interval, and tests start many of these.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="ntjp-sim", daemon=True
+    )
     thread.start()
     try:
         yield RunningSim(app, server, f"http://{host}:{server.server_port}")
