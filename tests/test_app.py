@@ -1,0 +1,95 @@
+"""The application factory, health, and the command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.app import create_app
+from hub.cli import main
+from hub.context import Hub
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_factory_uses_the_given_hub_and_test_config(hub: Hub) -> None:
+    app = create_app(hub, {"TESTING": True})
+    assert app.testing and app.extensions["agenthub"] is hub
+
+
+def test_health_reports_database(client: Any) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json["database"] == "ok"
+
+
+def test_endpoint_rejects_other_methods(client: Any) -> None:
+    from hub.contract.names import ENDPOINT_PATH
+
+    assert client.put(ENDPOINT_PATH).status_code == 405
+    assert client.get(ENDPOINT_PATH + "?nothing").status_code == 404
+
+
+def _env(settings: Any) -> dict[str, str]:
+    return {
+        "AGENTHUB_ENV": "test",
+        "AGENTHUB_DATA_DIR": str(settings.data_dir),
+        "AGENTHUB_DATABASE_URL": settings.database_url,
+    }
+
+
+def test_cli_region_add_list_and_messages(
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    make_pnr: Callable[[], str],
+) -> None:
+    for key, value in _env(settings).items():
+        monkeypatch.setenv(key, value)
+    assert (
+        main(
+            [
+                "region",
+                "add",
+                "--lan",
+                "14",
+                "--hsa-id",
+                "SE2321000131",
+                "--name",
+                "Västra Götalandsregionen",
+                "--drop",
+                str(settings.data_dir / "drops/14"),
+                "--agreement-signed",
+                "2026-01-01",
+                "--platform-confirmed",
+                "2026-01-02",
+            ]
+        )
+        == 0
+    )
+    assert main(["region", "add", "--lan", "14", "--hsa-id", "SE2321000131", "--name", "x"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["region", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "14" in out and "Västra Götalandsregionen" in out and "active" in out
+    assert main(["regions", "sync", str(REPO / "regions")]) == 0
+    assert "01 added" in capsys.readouterr().out
+    assert main(["messages", "--lan", "99"]) == 2
+    assert main(["messages", "--lan", "14"]) == 0
+
+
+def test_cli_reports_bad_configuration_without_a_traceback(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "region", "list"],
+        env={"AGENTHUB_ENV": "nonsense", "AGENTHUB_DATA_DIR": str(tmp_path), "PATH": "/usr/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "AGENTHUB_ENV must be one of" in result.stderr and "Traceback" not in result.stderr

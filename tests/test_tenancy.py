@@ -1,0 +1,164 @@
+"""The region registry, agreements, region files, keys and crypto-shredding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from hub.context import Hub
+from hub.messages import list_messages
+from hub.migrate import current_revision, head_revision
+from hub.tables import operator_audit
+from hub.tenancy.keys import KeyDestroyed, KeyStore
+from hub.tenancy.registry import (
+    Region,
+    RegionError,
+    end_agreement,
+    get_region,
+    list_regions,
+    region_from_file,
+    save_region,
+    sync_regions,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_region_files_are_valid() -> None:
+    regions = [region_from_file(p) for p in sorted((REPO / "regions").glob("*.toml"))]
+    assert [r.lan_code for r in regions] == ["01", "14"]
+    assert all(r.is_active(date.today()) for r in regions)
+
+
+def test_sync_adds_updates_and_never_offboards(hub: Hub, tmp_path: Path) -> None:
+    folder = tmp_path / "regions"
+    folder.mkdir()
+    for source in (REPO / "regions").glob("*.toml"):
+        (folder / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    assert sync_regions(hub.db, hub.keys, folder, "test") == {"01": "added", "14": "added"}
+    assert sync_regions(hub.db, hub.keys, folder, "test") == {"01": "unchanged", "14": "unchanged"}
+    path = folder / "14-vastra-gotalandsregionen.toml"
+    path.write_text(path.read_text(encoding="utf-8").replace('"SIT"', '"QA"'), encoding="utf-8")
+    (folder / "01-region-stockholm.toml").unlink()
+    assert sync_regions(hub.db, hub.keys, folder, "test") == {"01": "not-in-files", "14": "updated"}
+    with hub.db.hub.connect() as connection:
+        region = get_region(connection, "14")
+        assert region is not None and region.environment == "QA"
+        assert get_region(connection, "01") is not None
+        actions = [r.action for r in connection.execute(select(operator_audit))]
+    assert actions.count("region.added") == 2 and actions.count("region.updated") == 1
+    # Every synced region has a migrated store of its own.
+    for lan in ("01", "14"):
+        schema = None if hub.db.is_sqlite else f"region_{lan}"
+        assert current_revision(hub.db.region(lan), schema) == head_revision("region")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('lan_code = "1"\nhsa_id = "SE2321000016"\nname = "X"\n', "lan_code"),
+        ('lan_code = "01"\nhsa_id = "nope"\nname = "X"\n', "hsa_id"),
+        ('lan_code = "01"\nname = "X"\n', "missing key hsa_id"),
+        ('lan_code = "01"\nhsa_id = "SE2321000016"\nname = "X"\ncolour = 1\n', "unknown keys"),
+        (
+            'lan_code = "01"\nhsa_id = "SE2321000016"\nname = "X"\nenvironment = "DEV"\n',
+            "environment",
+        ),
+        (
+            'lan_code = "01"\nhsa_id = "SE2321000016"\nname = "X"\n[agreement]\nsigned = "soon"\n',
+            "agreement.signed",
+        ),
+        ("lan_code = ", "broken.toml"),
+    ],
+)
+def test_a_bad_region_file_changes_nothing(
+    hub: Hub, tmp_path: Path, content: str, expected: str
+) -> None:
+    folder = tmp_path / "regions"
+    folder.mkdir()
+    (folder / "00-good.toml").write_text(
+        'lan_code = "03"\nhsa_id = "SE2321000024"\nname = "Region Uppsala"\n', encoding="utf-8"
+    )
+    (folder / "broken.toml").write_text(content, encoding="utf-8")
+    with pytest.raises(RegionError, match=expected):
+        sync_regions(hub.db, hub.keys, folder, "test")
+    with hub.db.hub.connect() as connection:
+        assert list_regions(connection) == []
+
+
+def test_add_refuses_a_duplicate_lan_code(hub: Hub, add_region: Callable[..., Region]) -> None:
+    region = add_region("14", "SE2321000131", "Västra Götalandsregionen")
+    with pytest.raises(RegionError, match="already exists"):
+        save_region(hub.db, hub.keys, region, "test", create=True)
+
+
+def test_agreement_states() -> None:
+    today = date(2026, 6, 1)
+    base = Region("14", "SE2321000131", "VGR")
+    signed = Region(
+        "14",
+        "SE2321000131",
+        "VGR",
+        agreement_signed=today,
+        platform_confirmed=today,
+        active_from=today,
+    )
+    assert base.agreement_state(today) == "pending" and not base.is_active(today)
+    assert signed.agreement_state(today) == "active" and signed.is_active(today)
+    assert signed.agreement_state(today - timedelta(days=1)) == "not-started"
+    ended = Region(**{**signed.__dict__, "active_to": today})
+    assert ended.is_active(today) and not ended.is_active(today + timedelta(days=1))
+    assert ended.agreement_state(today + timedelta(days=1)) == "ended"
+
+
+def test_keys_differ_per_region_and_hash_is_keyed(
+    hub: Hub, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+) -> None:
+    pnr = make_pnr()
+    with hub.db.hub.connect() as connection:
+        a, b = hub.keys.cipher(connection, "14"), hub.keys.cipher(connection, "01")
+    assert a.keyed_hash(pnr) != b.keyed_hash(pnr)
+    assert a.keyed_hash(pnr) == a.keyed_hash(pnr)
+    sealed = a.seal(pnr.encode(), "pnr")
+    assert a.open(sealed, "pnr") == pnr.encode()
+    with pytest.raises(Exception):  # noqa: B017 - InvalidTag: purpose is bound in
+        a.open(sealed, "body")
+
+
+def test_ending_an_agreement_with_key_destruction_makes_data_unreadable(
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[Region, Region],
+    make_pnr: Callable[[], str],
+    settings: Any,
+) -> None:
+    from tests.test_producer import envelope, post, result
+
+    assert result(post(client, envelope("14", make_pnr()))[1])[0] == "OK"
+    assert len(list_messages(hub, "14", "test")) == 1
+    end_agreement(hub.db, hub.keys, "14", "test", destroy_key=True, today=date.today())
+    # A fresh key store (another node, or after restart) cannot read region 14 any more.
+    fresh = KeyStore(_master(settings))
+    with hub.db.hub.connect() as connection, pytest.raises(KeyDestroyed):
+        fresh.cipher(connection, "14")
+    with pytest.raises(KeyDestroyed):
+        list_messages(hub, "14", "test")
+    # Region B is untouched.
+    with hub.db.hub.connect() as connection:
+        fresh.cipher(connection, "01")
+    # Calls for the ended region are refused from tomorrow on; today the agreement still runs.
+    hub.router.invalidate()
+    with hub.db.hub.connect() as connection:
+        region = get_region(connection, "14")
+    assert region is not None and not region.is_active(date.today() + timedelta(days=1))
+
+
+def _master(settings: Any) -> bytes:
+    import base64
+
+    return base64.b64decode((settings.data_dir / "master.key").read_text().strip())
