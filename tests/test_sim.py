@@ -913,6 +913,7 @@ def test_example_config_loads_and_routes(stack: ExitStack, http: requests.Sessio
         ({"sim": {"read_timeout_s": "29"}}, "read_timeout_s"),
         ({"sim": {"ip_allow_list": ["not-an-ip"]}}, "ip_allow_list"),
         ({"sim": {"instance_id": "a,b"}}, "instance_id"),
+        ({"sim": {"read_timeout_s": 0}}, "timeouts"),
         (
             {"authorisations": [{"consumer_hsaid": "x", "logical_address": "01", "x": 1}]},
             "authorisations\\[0\\]",

@@ -13,6 +13,7 @@ from a pool, so one instance serves any number of threads.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import queue
 import time
 import uuid
@@ -43,6 +44,10 @@ from hub.sim.routing import AuthorisationTable, RoutingTable
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+# One line per call, without the message body: the body may hold personal data, the rest is what a
+# region rehearsing needs to see (who, which address, where it went, how it ended).
+log = logging.getLogger(__name__)
 
 #: Headers the platform sets towards the producer, besides the RIV-TA ones (as SKLTP VP does).
 HDR_VP_SENDER_ID: Final = "x-vp-sender-id"
@@ -196,6 +201,7 @@ class SimApp:
         try:
             response = self._route(request, correlation_id)
         except VpFault as fault:
+            log.warning("%s %s (correlation id %s)", fault.code.name, fault.detail, correlation_id)
             response = Response(
                 fault_body(fault, self.config.instance_id), 500, content_type=CONTENT_TYPE_XML
             )
@@ -304,6 +310,16 @@ class SimApp:
             )
         else:
             status, body, content_type, prt = self._call_http(route, data, headers, timeout)
+        log.info(
+            "routed %s → %r via %s to %s: HTTP %d in %d ms (correlation id %s)",
+            consumer,
+            address,
+            contract,
+            route.url,
+            status,
+            prt,
+            correlation_id,
+        )
         response = Response(body, status, content_type=content_type)
         response.headers[HDR_PRT] = str(prt)
         return response

@@ -301,6 +301,11 @@ def validate_sim_config(config: SimConfig) -> None:
             ipaddress.ip_network(entry, strict=False)
         except ValueError:
             raise SimConfigError(f"sim.ip_allow_list: not an address or CIDR: {entry!r}") from None
+    timeouts = [config.connect_timeout_s, config.read_timeout_s]
+    timeouts += [r.timeout_s for r in config.routes if r.timeout_s is not None]
+    if any(t <= 0 for t in timeouts):
+        # requests treats 0 as "fail at once", never what an operator meant.
+        raise SimConfigError("timeouts (connect_timeout_s, read_timeout_s, timeout_s) must be > 0")
     if bool(config.tls_client_cert) != bool(config.tls_client_key):
         raise SimConfigError("sim.tls_client_cert and sim.tls_client_key go together")
 
