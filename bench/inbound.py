@@ -1,0 +1,146 @@
+"""Inbound benchmark: the hub's producer under load, against a parse-and-validate baseline.
+
+    .venv/bin/python bench/inbound.py            # N=20,000 per run, 10 and 32 concurrent clients
+    .venv/bin/python bench/inbound.py --quick    # N=2,000, a smoke run
+
+Both apps run under gunicorn (2 workers × 16 threads, gthread) on loopback; the hub stores into
+PostgreSQL (a fresh database ``agenthub_bench``). Valid, distinct messages are spread over three
+member regions. Runs alternate baseline/hub at each concurrency so both see the same machine.
+Target (issue 2): hub throughput ≥ 0.5 × baseline, and hub p99 ≤ 50 ms at 10 concurrent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+
+import psycopg2
+from sqlalchemy import func, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import LoadResult, Server, run_load  # noqa: E402
+from hub.config import load_settings  # noqa: E402
+from hub.context import build_hub  # noqa: E402
+from hub.contract.names import ENDPOINT_PATH  # noqa: E402
+from hub.contract.personnummer import generate  # noqa: E402
+from hub.contract.samples import sample_information  # noqa: E402
+from hub.contract.serialise import build_request_envelope  # noqa: E402
+from hub.migrate import upgrade_hub  # noqa: E402
+from hub.tables import messages  # noqa: E402
+from hub.tenancy.registry import Region, save_region  # noqa: E402
+
+REGIONS = [("01", "SE2321000016", "Region Stockholm"), ("14", "SE2321000131", "VGR"),
+           ("12", "SE2321000255", "Region Skåne")]
+SCENARIOS = ("move", "sample", "treatment", "no_information")
+PG = "postgresql://postgres@127.0.0.1:5432"
+
+
+def make_bodies(count: int, rng: random.Random, seen: set[str]) -> list[bytes]:
+    """``count`` valid, distinct requests spread over the three regions and four scenarios."""
+    bodies = []
+    today = date.today()
+    while len(bodies) < count:
+        pnr = generate(rng)
+        if pnr in seen:
+            continue
+        seen.add(pnr)
+        lan = REGIONS[len(bodies) % 3][0]
+        info = sample_information(SCENARIOS[len(bodies) % 4], pnr=pnr,  # type: ignore[arg-type]
+                                  sending_lan="05", today=today)
+        bodies.append(build_request_envelope(lan, info))
+    return bodies
+
+
+def fresh_database(name: str) -> str:
+    """Drop and create a PostgreSQL database; return its SQLAlchemy URL."""
+    conn = psycopg2.connect(f"{PG}/postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+
+
+def main() -> int:
+    """Run the benchmark and print its table; exit 1 when a target is missed."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=20_000, help="messages per run")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[10, 32])
+    parser.add_argument("--quick", action="store_true", help="n=2000")
+    args = parser.parse_args()
+    n = 2_000 if args.quick else args.n
+
+    workdir = Path(tempfile.mkdtemp(prefix="agenthub-bench-"))
+    url = fresh_database("agenthub_bench")
+    env = {"AGENTHUB_ENV": "dev", "AGENTHUB_DATA_DIR": str(workdir / "data"),
+           "AGENTHUB_DATABASE_URL": url, "AGENTHUB_LOG_LEVEL": "info"}
+    settings = load_settings(env)
+    hub = build_hub(settings)
+    upgrade_hub(hub.db)
+    start = date.today() - timedelta(days=30)
+    for lan, hsa, name in REGIONS:
+        save_region(hub.db, hub.keys, Region(lan, hsa, name, agreement_signed=start,
+                                             platform_confirmed=start, active_from=start),
+                    "bench", create=True)
+
+    rng = random.Random(7)
+    seen: set[str] = set()
+    print(f"generating {n * len(args.concurrency) + 400} synthetic messages …", flush=True)
+    warmup = make_bodies(400, rng, seen)
+    runs = {c: make_bodies(n, rng, seen) for c in args.concurrency}
+
+    baseline = Server("bench.baseline_app:app", env, log=workdir / "baseline.log")
+    hub_server = Server("hub.wsgi:app", env, log=workdir / "hub.log")
+    results: dict[tuple[str, int], LoadResult] = {}
+    try:
+        for server in (baseline, hub_server):
+            run_load(server.port, ENDPOINT_PATH, warmup, 8, b">OK<")
+        for concurrency, bodies in runs.items():
+            for label, server in (("baseline", baseline), ("hub", hub_server)):
+                print(f"  {label:<8} {concurrency:>3} concurrent …", flush=True)
+                results[(label, concurrency)] = run_load(
+                    server.port, ENDPOINT_PATH, bodies, concurrency, b">OK<"
+                )
+    finally:
+        baseline.stop()
+        hub_server.stop()
+
+    stored = 0
+    for lan, _, _ in REGIONS:
+        with hub.db.region(lan).connect() as connection:
+            stored += connection.execute(select(func.count()).select_from(messages)).scalar_one()
+    hub.close()
+
+    print()
+    print(f"inbound benchmark: N={n} per run, gunicorn 2×16 gthread, PostgreSQL, 3 regions")
+    print(f"{'app':<9}{'conc':>5}{'msgs/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'fail':>6}"
+          f"{'peak RSS MB':>13}{'ratio':>8}")
+    ok = True
+    for concurrency in args.concurrency:
+        base, mine = results[("baseline", concurrency)], results[("hub", concurrency)]
+        ratio = mine.rate / base.rate
+        for label, result, server in (("baseline", base, baseline), ("hub", mine, hub_server)):
+            print(f"{label:<9}{concurrency:>5}{result.rate:>10.0f}{result.p50:>9.1f}"
+                  f"{result.percentile(99):>9.1f}{result.failures:>6}"
+                  f"{server.peak_rss / 2**20:>13.0f}"
+                  f"{(f'{ratio:.2f}' if label == 'hub' else '1.00'):>8}")
+        ok &= mine.failures == 0 and base.failures == 0
+        if concurrency == 10:
+            hit = ratio >= 0.5 and mine.percentile(99) <= 50
+            print(f"  target at 10 concurrent (ratio ≥ 0.50, p99 ≤ 50 ms): "
+                  f"{'MET' if hit else 'MISSED'}")
+            ok &= hit
+    expected = n * len(args.concurrency) + len(warmup)
+    print(f"stored messages: {stored} of {expected} sent to the hub")
+    ok &= stored == expected
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
