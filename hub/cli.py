@@ -136,6 +136,23 @@ def cmd_messages(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Print a valid request with a synthetic personnummer, to post with any SOAP tool."""
+    import random
+
+    from hub.contract.personnummer import generate
+    from hub.contract.samples import sample_information
+    from hub.contract.serialise import build_request_envelope
+    from hub.contract.validate import swedish_today
+
+    rng = random.Random(args.seed)
+    info = sample_information(
+        args.scenario, pnr=generate(rng), sending_lan=args.sender, today=swedish_today()
+    )
+    sys.stdout.write(build_request_envelope(args.lan, info).decode("utf-8"))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the producer and the web app (gunicorn when available, else werkzeug)."""
     from hub.server import serve
@@ -197,6 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
     msgs.add_argument("--lan", required=True)
     msgs.add_argument("--limit", type=int, default=50)
     msgs.set_defaults(handler=cmd_messages)
+
+    sample = sub.add_parser("sample", help="print a valid request (synthetic personnummer)")
+    sample.add_argument("--lan", required=True, help="LogicalAddress: the receiving län code")
+    sample.add_argument("--sender", default="05", help="the sending region's län code")
+    sample.add_argument(
+        "--scenario", default="move", choices=["move", "sample", "treatment", "no_information"]
+    )
+    sample.add_argument("--seed", type=int, default=None, help="repeatable personnummer")
+    sample.set_defaults(handler=cmd_sample)
 
     # Each side of the hub adds its own commands, so no one file grows with every feature.
     from hub.consumer.cli import register as register_consumer

@@ -93,3 +93,14 @@ def test_cli_reports_bad_configuration_without_a_traceback(tmp_path: Path) -> No
     )
     assert result.returncode == 2
     assert "AGENTHUB_ENV must be one of" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_sample_prints_a_request_the_producer_accepts(
+    client: Any, regions_ab: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hub.contract.names import ENDPOINT_PATH
+
+    assert main(["sample", "--lan", "14", "--scenario", "treatment", "--seed", "3"]) == 0
+    body = capsys.readouterr().out.encode()
+    response = client.post(ENDPOINT_PATH, data=body, environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert response.status_code == 200 and b">OK<" in response.data
