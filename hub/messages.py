@@ -213,14 +213,17 @@ def list_messages(hub: Hub, lan_code: str, actor: str, limit: int = 100) -> list
 
 
 def read_body(hub: Hub, lan_code: str, message_id: str, actor: str) -> bytes | None:
-    """The body of one message as received (decrypted), logged in the region's access log."""
+    """The body of one message as received (decrypted), logged in the region's access log.
+
+    None when the region has no such message, or retention has already emptied its body.
+    """
     with hub.db.hub.connect() as hub_connection:
         cipher = hub.keys.cipher(hub_connection, lan_code)
     with hub.db.region(lan_code).begin() as connection:
         row = connection.execute(
             select(messages.c.body_enc).where(messages.c.id == message_id)
         ).first()
-        if row is None:
+        if row is None or row.body_enc is None:
             return None
         log_access(connection, actor, "message.read", message_id)
     return cipher.open(row.body_enc, "body")

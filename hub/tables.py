@@ -85,8 +85,9 @@ messages = Table(
     # Keyed hash of the personnummer: lookups never use the clear number.
     Column("pnr_hash", String(64), nullable=False),
     Column("pnr_enc", LargeBinary, nullable=False),
-    Column("body_enc", LargeBinary, nullable=False),
-    Column("fields_enc", LargeBinary, nullable=False),
+    # Emptied (NULL) by the retention job once a message was delivered long enough ago.
+    Column("body_enc", LargeBinary),
+    Column("fields_enc", LargeBinary),
     # "information", or "no_information" for an R1 message (CONTRACT.md §3.7).
     Column("kind", String(20), nullable=False),
     # Flags and counts only, never personal data: safe to list and filter on.
@@ -103,6 +104,7 @@ messages = Table(
     Column("claimed_until", DateTime(timezone=True)),
     Index("ix_messages_pnr_hash", "pnr_hash"),
     Index("ix_messages_delivery", "delivery_state", "next_attempt_at"),
+    Index("ix_messages_delivered", "delivery_state", "delivered_at"),
     UniqueConstraint("content_hash", name="uq_messages_content_hash"),
 )
 
