@@ -1,11 +1,7 @@
 """Tables of the job runner and the drops, declared on the shared metadata objects.
 
-Hub schema (one row per region or worker, never personal data):
+Hub schema (never personal data; ``drop_state`` lives in :mod:`hub.drops.state`):
 
-* ``drop_state`` — how each region's drop is doing: reachable or not, the last success, the last
-  error and whether it is permanent, the capped exponential backoff (``next_attempt_at``) and a
-  hash of the drop configuration the failure was seen with (a changed configuration is tried at
-  once instead of waiting out the backoff).
 * ``worker_heartbeats`` — which ``agenthub worker`` processes are alive, for ``drops status``.
 
 Region schema:
@@ -23,7 +19,6 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     Column,
     DateTime,
     Index,
@@ -34,24 +29,6 @@ from sqlalchemy import (
 )
 
 from hub.tables import hub_metadata, region_metadata
-
-drop_state = Table(
-    "drop_state",
-    hub_metadata,
-    Column("lan_code", String(2), primary_key=True),
-    # None until the first attempt: "unknown" is not the same as "down".
-    Column("reachable", Boolean),
-    Column("last_check_at", DateTime(timezone=True)),
-    Column("last_success_at", DateTime(timezone=True)),
-    Column("last_failure_at", DateTime(timezone=True)),
-    Column("failing_since", DateTime(timezone=True)),
-    Column("consecutive_failures", Integer, nullable=False, default=0),
-    Column("last_error", Text),
-    Column("error_permanent", Boolean, nullable=False, default=False),
-    Column("next_attempt_at", DateTime(timezone=True)),
-    Column("config_hash", String(64)),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
 
 worker_heartbeats = Table(
     "worker_heartbeats",

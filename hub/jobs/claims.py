@@ -1,0 +1,95 @@
+"""Claiming work rows so that two workers (or two hub nodes) never do the same row twice.
+
+A *claimable* table has a primary key ``id`` and the columns ``claimed_by`` (text) and
+``claimed_until`` (timestamp). A claim is one conditional UPDATE that takes up to ``limit`` ready
+rows whose claim is free or expired and stamps them with the worker's id and a lease::
+
+    UPDATE t SET claimed_by = :me, claimed_until = :now + :lease
+    WHERE id IN (SELECT id FROM t
+                 WHERE <ready> AND (claimed_until IS NULL OR claimed_until < :now)
+                 ORDER BY <order> LIMIT :n
+                 FOR UPDATE SKIP LOCKED)          -- PostgreSQL only
+    RETURNING *
+
+PostgreSQL: ``SKIP LOCKED`` lets concurrent workers take disjoint batches without waiting on
+each other. SQLite: an UPDATE takes the database's write lock before it reads, so the statement
+is atomic by itself — provided it is the *first* statement of its transaction (a transaction that
+read first holds an older snapshot and could not upgrade). :func:`claim` therefore opens its own
+transaction; do not call it inside one.
+
+A lease, not a lock: if a worker dies its rows become claimable again after ``lease``. Work that
+finishes must be recorded with a condition that still holds if the lease expired meanwhile (e.g.
+``WHERE id = :id AND delivery_state = 'pending'``), so a late finisher and its successor do not
+undo each other; what they did outside the database must be idempotent (the drops refuse to
+write a name twice).
+
+Signatures (also used by the consumer side's outbox)::
+
+    claim(engine, table, worker_id, *, ready, order_by, limit, lease, now=None) -> list[Row]
+    release(engine, table, ids, worker_id) -> int
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Column, ColumnElement, Engine, Row, Table, and_, or_, select, update
+
+
+def claim(
+    engine: Engine,
+    table: Table,
+    worker_id: str,
+    *,
+    ready: ColumnElement[bool],
+    order_by: Sequence[Column[Any]],
+    limit: int,
+    lease: timedelta,
+    now: datetime | None = None,
+) -> list[Row[Any]]:
+    """Claim up to ``limit`` ready rows for ``worker_id``; return them (all columns), in order.
+
+    ``order_by`` is a list of plain columns, ascending (oldest work first).
+    """
+    now = now or datetime.now(UTC)
+    free = or_(table.c.claimed_until.is_(None), table.c.claimed_until < now)
+    candidates = select(table.c.id).where(and_(ready, free)).order_by(*order_by).limit(limit)
+    if engine.dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    statement = (
+        update(table)
+        .where(table.c.id.in_(candidates.scalar_subquery()))
+        .values(claimed_by=worker_id, claimed_until=now + lease)
+        .returning(*table.c)
+    )
+    with engine.begin() as connection:
+        rows = list(connection.execute(statement))
+    # RETURNING gives no order; callers want the oldest work first.
+    names = [column.key for column in order_by]
+    return sorted(rows, key=lambda row: _sort_key(row, names))
+
+
+def _sort_key(row: Row[Any], names: list[str]) -> tuple[Any, ...]:
+    values: list[Any] = []
+    for name in names:
+        value = getattr(row, name)
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)  # SQLite hands back naive UTC datetimes
+        values.append((value is None, value))  # NULLs last, as PostgreSQL sorts them
+    return (*values, row.id)
+
+
+def release(engine: Engine, table: Table, ids: Sequence[Any], worker_id: str) -> int:
+    """Give back rows this worker claimed but did not finish; returns how many were released."""
+    if not ids:
+        return 0
+    with engine.begin() as connection:
+        return int(
+            connection.execute(
+                update(table)
+                .where(table.c.id.in_(list(ids)), table.c.claimed_by == worker_id)
+                .values(claimed_by=None, claimed_until=None)
+            ).rowcount
+        )

@@ -1,0 +1,90 @@
+"""Synthetic stored messages in bulk, for the benchmark, the crash tests and demos.
+
+Each row is what the producer would have stored for a valid call (same envelope, same sealing,
+same content hash), but inserted in bulk without the HTTP and validation round trip, so tens of
+thousands can be made in seconds. Personnummer come from :func:`hub.contract.personnummer.generate`
+(Skatteverket's test series): never a real person's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert
+
+from hub.context import Hub
+from hub.contract.personnummer import generate
+from hub.contract.samples import Scenario, sample_information
+from hub.contract.serialise import build_request_envelope
+from hub.drops.received import information_element
+from hub.messages import canonical_bytes
+from hub.tables import messages
+
+SCENARIOS: tuple[Scenario, ...] = ("move", "sample", "treatment", "no_information")
+
+
+def seed_messages(
+    hub: Hub,
+    lan_code: str,
+    count: int,
+    *,
+    rng: random.Random | None = None,
+    sending_lan: str = "05",
+    chunk: int = 1000,
+) -> list[str]:
+    """Store ``count`` synthetic pending messages for a region; return their ids, oldest first."""
+    rng = rng or random.Random(0)  # noqa: S311 - synthetic test data, not secrets
+    with hub.db.hub.connect() as connection:
+        cipher = hub.keys.cipher(connection, lan_code)
+    today = date.today()
+    start = datetime.now(UTC) - timedelta(seconds=count)
+    seen: set[str] = set()
+    ids: list[str] = []
+    rows: list[dict[str, Any]] = []
+    engine = hub.db.region(lan_code)
+    for index in range(count):
+        pnr = generate(rng)
+        while pnr in seen:  # the test series is small; a repeat would repeat the content hash
+            pnr = generate(rng)
+        seen.add(pnr)
+        scenario = SCENARIOS[index % len(SCENARIOS)]
+        info = sample_information(scenario, pnr=pnr, sending_lan=sending_lan, today=today)
+        body = build_request_envelope(lan_code, info)
+        element = information_element(body)
+        message_id = str(uuid.uuid4())
+        fields = json.dumps(dataclasses.asdict(info), ensure_ascii=False, sort_keys=True)
+        rows.append(
+            {
+                "id": message_id,
+                "received_at": start + timedelta(seconds=index),
+                "logical_address": lan_code,
+                "sender_hsaid": "SE2321000040-SEED",
+                "original_consumer_hsaid": None,
+                "correlation_id": f"seed-{index}",
+                "content_hash": cipher.keyed_hash(canonical_bytes(element)),
+                "pnr_hash": cipher.keyed_hash(pnr),
+                "pnr_enc": cipher.seal(pnr.encode(), "pnr"),
+                "body_enc": cipher.seal(body, "body"),
+                "fields_enc": cipher.seal(fields.encode(), "fields"),
+                "kind": info.kind,
+                "summary": info.summary(),
+                "result_code": "OK",
+                "result_text": None,
+                "delivery_state": "pending",
+                "delivery_attempts": 0,
+            }
+        )
+        ids.append(message_id)
+        if len(rows) >= chunk:
+            with engine.begin() as connection:
+                connection.execute(insert(messages), rows)
+            rows = []
+    if rows:
+        with engine.begin() as connection:
+            connection.execute(insert(messages), rows)
+    return ids
