@@ -73,6 +73,8 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=20_000, help="messages per run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[10, 32])
     parser.add_argument("--quick", action="store_true", help="n=2000")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (both apps)")
+    parser.add_argument("--threads", type=int, default=16, help="threads per worker")
     args = parser.parse_args()
     n = 2_000 if args.quick else args.n
 
@@ -95,8 +97,9 @@ def main() -> int:
     warmup = make_bodies(400, rng, seen)
     runs = {c: make_bodies(n, rng, seen) for c in args.concurrency}
 
-    baseline = Server("bench.baseline_app:app", env, log=workdir / "baseline.log")
-    hub_server = Server("hub.wsgi:app", env, log=workdir / "hub.log")
+    shape = {"workers": args.workers, "threads": args.threads}
+    baseline = Server("bench.baseline_app:app", env, log=workdir / "baseline.log", **shape)
+    hub_server = Server("hub.wsgi:app", env, log=workdir / "hub.log", **shape)
     results: dict[tuple[str, int], LoadResult] = {}
     try:
         for server in (baseline, hub_server):
@@ -118,7 +121,8 @@ def main() -> int:
     hub.close()
 
     print()
-    print(f"inbound benchmark: N={n} per run, gunicorn 2×16 gthread, PostgreSQL, 3 regions")
+    print(f"inbound benchmark: N={n} per run, gunicorn {args.workers}×{args.threads} gthread, "
+          "PostgreSQL, 3 regions")
     print(f"{'app':<9}{'conc':>5}{'msgs/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'fail':>6}"
           f"{'peak RSS MB':>13}{'ratio':>8}")
     ok = True

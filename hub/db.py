@@ -47,7 +47,10 @@ def _make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 10}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    # No pre-ping: it costs a round trip on every checkout, on the hot path of every call. A
+    # connection broken by a database restart fails one call (a Server fault the platform
+    # retries), and SQLAlchemy then invalidates the whole pool; recycling bounds stale ones.
+    return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800, **kwargs)
 
 
 class Database:

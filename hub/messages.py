@@ -29,6 +29,16 @@ from hub.tenancy.keys import RegionCipher
 log = logging.getLogger(__name__)
 
 _INFO_TAG = f"{{{RESPONDER_NS}}}cervixScreeningInformation"
+_INSERT_MESSAGE = insert(messages)
+
+
+def region_cipher(hub: Hub, lan_code: str) -> RegionCipher:
+    """The region's cipher; opens a hub connection only the first time in this process."""
+    cipher = hub.keys.cached(lan_code)
+    if cipher is None:
+        with hub.db.hub.connect() as connection:
+            cipher = hub.keys.cipher(connection, lan_code)
+    return cipher
 
 
 @dataclass(frozen=True)
@@ -126,8 +136,7 @@ def _store(
     meta: CallMeta,
     logical_address: str,
 ) -> Answer:
-    with hub.db.hub.connect() as hub_connection:
-        cipher = hub.keys.cipher(hub_connection, lan_code)
+    cipher = region_cipher(hub, lan_code)
     pnr = information.subject_of_care.person_id.extension or ""
     content_hash = cipher.keyed_hash(canonical_bytes(info_element))
     message_id = str(uuid.uuid4())
@@ -152,9 +161,10 @@ def _store(
     }
     engine = hub.db.region(lan_code)
     try:
+        # One statement, compiled once and cached: the message row itself records who sent it
+        # and when, so receiving needs no access-log line (reads and listings get one).
         with engine.begin() as connection:
-            connection.execute(insert(messages).values(**row))
-            log_access(connection, meta.sender_hsaid or "unknown", "message.received", message_id)
+            connection.execute(_INSERT_MESSAGE, row)
     except IntegrityError:
         # The unique content hash caught a resend (possibly a concurrent one): answer as before.
         with engine.connect() as connection:
@@ -189,8 +199,7 @@ class MessageView:
 
 def list_messages(hub: Hub, lan_code: str, actor: str, limit: int = 100) -> list[MessageView]:
     """The newest messages of one region; the listing itself goes to that region's access log."""
-    with hub.db.hub.connect() as hub_connection:
-        cipher = hub.keys.cipher(hub_connection, lan_code)
+    cipher = region_cipher(hub, lan_code)
     with hub.db.region(lan_code).begin() as connection:
         rows = connection.execute(
             select(messages).order_by(messages.c.received_at.desc()).limit(limit)
@@ -217,8 +226,7 @@ def read_body(hub: Hub, lan_code: str, message_id: str, actor: str) -> bytes | N
 
     None when the region has no such message, or retention has already emptied its body.
     """
-    with hub.db.hub.connect() as hub_connection:
-        cipher = hub.keys.cipher(hub_connection, lan_code)
+    cipher = region_cipher(hub, lan_code)
     with hub.db.region(lan_code).begin() as connection:
         row = connection.execute(
             select(messages.c.body_enc).where(messages.c.id == message_id)

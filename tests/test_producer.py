@@ -355,7 +355,7 @@ def test_region_b_never_sees_region_a(
     assert pnr.encode() not in sealed
     with hub.db.region("14").connect() as connection:
         actions = [r.action for r in connection.execute(select(access_log))]
-    assert actions.count("message.read") == 1 and "message.received" in actions
+    assert actions.count("message.read") == 1
 
 
 def test_personnummer_never_reaches_the_application_log(

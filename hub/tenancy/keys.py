@@ -120,10 +120,14 @@ class KeyStore:
                 .values(wrapped_key=wrapped, created_at=now, destroyed_at=None)
             )
 
+    def cached(self, lan_code: str) -> RegionCipher | None:
+        """The region's cipher if this process already unwrapped its key (no database access)."""
+        with self._lock:
+            return self._cache.get(lan_code)
+
     def cipher(self, connection: Connection, lan_code: str) -> RegionCipher:
         """Return the region's cipher, unwrapping its key on first use."""
-        with self._lock:
-            cached = self._cache.get(lan_code)
+        cached = self.cached(lan_code)
         if cached is not None:
             return cached
         row = connection.execute(
