@@ -25,6 +25,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     body = envelope.find(_BODY)
     valid = body is not None and len(body) and schema().validate(body[0])
     status = "200 OK" if valid else "500 Internal Server Error"
-    start_response(status, [("Content-Type", "text/xml; charset=utf-8"),
-                            ("Content-Length", str(len(_OK)))])
+    start_response(
+        status, [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(_OK)))]
+    )
     return [_OK]

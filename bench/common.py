@@ -51,16 +51,41 @@ def tree_rss_bytes(pid: int) -> int:
 class Server:
     """gunicorn serving ``target`` on loopback with the given environment."""
 
-    def __init__(self, target: str, env: dict[str, str], *, workers: int = 2,
-                 threads: int = 16, log: Path | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        env: dict[str, str],
+        *,
+        workers: int = 2,
+        threads: int = 16,
+        log: Path | None = None,
+    ) -> None:
         self.port = free_port()
         self.log = log
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+        out = open(log, "ab") if log else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "gthread",
-             "--threads", str(threads), "-b", f"127.0.0.1:{self.port}", "--keep-alive", "30",
-             "--backlog", "512", target],
-            cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=out,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-w",
+                str(workers),
+                "-k",
+                "gthread",
+                "--threads",
+                str(threads),
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "--keep-alive",
+                "30",
+                "--backlog",
+                "512",
+                target,
+            ],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=out,
         )
         self.peak_rss = 0
         self._stop = threading.Event()
@@ -119,8 +144,9 @@ class LoadResult:
         return statistics.median(self.latencies) * 1000
 
 
-def run_load(port: int, path: str, bodies: Sequence[bytes], concurrency: int,
-             expect: bytes) -> LoadResult:
+def run_load(
+    port: int, path: str, bodies: Sequence[bytes], concurrency: int, expect: bytes
+) -> LoadResult:
     """POST every body once, from ``concurrency`` keep-alive connections; time each call."""
     lock = threading.Lock()
     position = iter(range(len(bodies)))

@@ -23,19 +23,22 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import LoadResult, Server, run_load  # noqa: E402
-from hub.config import load_settings  # noqa: E402
-from hub.context import build_hub  # noqa: E402
-from hub.contract.names import ENDPOINT_PATH  # noqa: E402
-from hub.contract.personnummer import generate  # noqa: E402
-from hub.contract.samples import sample_information  # noqa: E402
-from hub.contract.serialise import build_request_envelope  # noqa: E402
-from hub.migrate import upgrade_hub  # noqa: E402
-from hub.tables import messages  # noqa: E402
-from hub.tenancy.registry import Region, save_region  # noqa: E402
+from bench.common import LoadResult, Server, run_load
+from hub.config import load_settings
+from hub.context import build_hub
+from hub.contract.names import ENDPOINT_PATH
+from hub.contract.personnummer import generate
+from hub.contract.samples import sample_information
+from hub.contract.serialise import build_request_envelope
+from hub.migrate import upgrade_hub
+from hub.tables import messages
+from hub.tenancy.registry import Region, save_region
 
-REGIONS = [("01", "SE2321000016", "Region Stockholm"), ("14", "SE2321000131", "VGR"),
-           ("12", "SE2321000255", "Region Skåne")]
+REGIONS = [
+    ("01", "SE2321000016", "Region Stockholm"),
+    ("14", "SE2321000131", "VGR"),
+    ("12", "SE2321000255", "Region Skåne"),
+]
 SCENARIOS = ("move", "sample", "treatment", "no_information")
 PG = "postgresql://postgres@127.0.0.1:5432"
 
@@ -50,8 +53,12 @@ def make_bodies(count: int, rng: random.Random, seen: set[str]) -> list[bytes]:
             continue
         seen.add(pnr)
         lan = REGIONS[len(bodies) % 3][0]
-        info = sample_information(SCENARIOS[len(bodies) % 4], pnr=pnr,  # type: ignore[arg-type]
-                                  sending_lan="05", today=today)
+        info = sample_information(
+            SCENARIOS[len(bodies) % 4],
+            pnr=pnr,  # type: ignore[arg-type]
+            sending_lan="05",
+            today=today,
+        )
         bodies.append(build_request_envelope(lan, info))
     return bodies
 
@@ -80,16 +87,26 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="agenthub-bench-"))
     url = fresh_database("agenthub_bench")
-    env = {"AGENTHUB_ENV": "dev", "AGENTHUB_DATA_DIR": str(workdir / "data"),
-           "AGENTHUB_DATABASE_URL": url, "AGENTHUB_LOG_LEVEL": "info"}
+    env = {
+        "AGENTHUB_ENV": "dev",
+        "AGENTHUB_DATA_DIR": str(workdir / "data"),
+        "AGENTHUB_DATABASE_URL": url,
+        "AGENTHUB_LOG_LEVEL": "info",
+    }
     settings = load_settings(env)
     hub = build_hub(settings)
     upgrade_hub(hub.db)
     start = date.today() - timedelta(days=30)
     for lan, hsa, name in REGIONS:
-        save_region(hub.db, hub.keys, Region(lan, hsa, name, agreement_signed=start,
-                                             platform_confirmed=start, active_from=start),
-                    "bench", create=True)
+        save_region(
+            hub.db,
+            hub.keys,
+            Region(
+                lan, hsa, name, agreement_signed=start, platform_confirmed=start, active_from=start
+            ),
+            "bench",
+            create=True,
+        )
 
     rng = random.Random(7)
     seen: set[str] = set()
@@ -121,24 +138,32 @@ def main() -> int:
     hub.close()
 
     print()
-    print(f"inbound benchmark: N={n} per run, gunicorn {args.workers}×{args.threads} gthread, "
-          "PostgreSQL, 3 regions")
-    print(f"{'app':<9}{'conc':>5}{'msgs/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'fail':>6}"
-          f"{'peak RSS MB':>13}{'ratio':>8}")
+    print(
+        f"inbound benchmark: N={n} per run, gunicorn {args.workers}×{args.threads} gthread, "
+        "PostgreSQL, 3 regions"
+    )
+    print(
+        f"{'app':<9}{'conc':>5}{'msgs/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'fail':>6}"
+        f"{'peak RSS MB':>13}{'ratio':>8}"
+    )
     ok = True
     for concurrency in args.concurrency:
         base, mine = results[("baseline", concurrency)], results[("hub", concurrency)]
         ratio = mine.rate / base.rate
         for label, result, server in (("baseline", base, baseline), ("hub", mine, hub_server)):
-            print(f"{label:<9}{concurrency:>5}{result.rate:>10.0f}{result.p50:>9.1f}"
-                  f"{result.percentile(99):>9.1f}{result.failures:>6}"
-                  f"{server.peak_rss / 2**20:>13.0f}"
-                  f"{(f'{ratio:.2f}' if label == 'hub' else '1.00'):>8}")
+            print(
+                f"{label:<9}{concurrency:>5}{result.rate:>10.0f}{result.p50:>9.1f}"
+                f"{result.percentile(99):>9.1f}{result.failures:>6}"
+                f"{server.peak_rss / 2**20:>13.0f}"
+                f"{(f'{ratio:.2f}' if label == 'hub' else '1.00'):>8}"
+            )
         ok &= mine.failures == 0 and base.failures == 0
         if concurrency == 10:
             hit = ratio >= 0.5 and mine.percentile(99) <= 50
-            print(f"  target at 10 concurrent (ratio ≥ 0.50, p99 ≤ 50 ms): "
-                  f"{'MET' if hit else 'MISSED'}")
+            print(
+                f"  target at 10 concurrent (ratio ≥ 0.50, p99 ≤ 50 ms): "
+                f"{'MET' if hit else 'MISSED'}"
+            )
             ok &= hit
     expected = n * len(args.concurrency) + len(warmup)
     print(f"stored messages: {stored} of {expected} sent to the hub")
