@@ -1,0 +1,726 @@
+"""A region's outbox: records approved for disclosure, their attempts and final states.
+
+Everything here works on one region's own store (its engine, its key): region A's outbox and log
+are invisible to region B, and nothing personal leaves the region's store in clear text — lists
+show masked personnummer, alerts in the hub schema carry ids, codes and masked texts only.
+
+State machine (CONTRACT.md §5, RIVTA rule #22)::
+
+    queued ──claim──▶ sending ──OK/INFO──▶ delivered
+       ▲                 │ ──ERROR──────▶ refused   (final, alert)
+       │                 │ ──config fault▶ failed   (final at once, alert)
+       └──pause, backoff─┘ ──transient, attempts used up──▶ failed (alert)
+
+An operator may put a *failed* record back in the queue (:func:`resend`); a refused record is
+final, because the receiver judged its content and the same content will be judged the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from lxml import etree  # type: ignore[import-untyped, unused-ignore]
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from hub.consumer.client import CallResult, build_envelope
+from hub.consumer.settings import DestinationPolicy
+from hub.consumer.tables import (
+    DELIVERED,
+    FAILED,
+    FINAL_STATES,
+    QUEUED,
+    REFUSED,
+    SENDING,
+    STATES,
+    alerts,
+    outbox,
+    outbox_attempts,
+)
+from hub.context import Hub
+from hub.contract.model import CervixScreeningInformation
+from hub.contract.names import OPERATION, RESPONDER_NS
+from hub.contract.parse import information_from_element
+from hub.contract.personnummer import mask, mask_text
+from hub.contract.regions import REGIONS
+from hub.contract.serialise import information_to_element
+from hub.contract.validate import swedish_today, validate_request
+from hub.messages import canonical_bytes, log_access
+from hub.tenancy.keys import RegionCipher
+from hub.tenancy.registry import Region, audit, get_region
+
+log = logging.getLogger(__name__)
+
+_OPERATION_TAG = f"{{{RESPONDER_NS}}}{OPERATION}"
+_PAYLOAD_TAG = f"{{{RESPONDER_NS}}}cervixScreeningInformation"
+
+
+class OutboxError(ValueError):
+    """A record cannot be put in (or acted on in) the outbox; the message says why, without data."""
+
+
+def utcnow() -> datetime:
+    """Now, aware, in UTC: every time in the outbox is UTC."""
+    return datetime.now(UTC)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def region_cipher(hub: Hub, lan: str) -> RegionCipher:
+    """The region's cipher (its key unwrapped once per process)."""
+    with hub.db.hub.connect() as connection:
+        return hub.keys.cipher(connection, lan)
+
+
+# --- enqueue ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """The outcome of :func:`enqueue`: the record's id, and whether it was already queued."""
+
+    record_id: str
+    duplicate: bool
+    correlation_id: str
+    #: Our own validation's INFO text (soft problems the receiver will also mention), if any.
+    check_text: str | None = None
+
+
+def _payload_element(
+    information_or_element: CervixScreeningInformation | etree._Element,
+) -> etree._Element:
+    if isinstance(information_or_element, CervixScreeningInformation):
+        return information_to_element(information_or_element)
+    element = information_or_element
+    if element.tag == _OPERATION_TAG:
+        found = element.find(_PAYLOAD_TAG)
+        if found is None:
+            raise OutboxError(f"{OPERATION} has no cervixScreeningInformation")
+        return found
+    if element.tag != _PAYLOAD_TAG:
+        raise OutboxError(
+            f"expected {OPERATION} or cervixScreeningInformation in namespace {RESPONDER_NS}"
+        )
+    return element
+
+
+def _active_region(hub: Hub, lan: str) -> Region:
+    with hub.db.hub.connect() as connection:
+        region = get_region(connection, lan)
+    if region is None:
+        raise OutboxError(f"region {lan} is not a member of this hub")
+    if not region.is_active(swedish_today()):
+        raise OutboxError(f"region {lan}: the agreement is not active; nothing may be sent")
+    return region
+
+
+def enqueue(
+    hub: Hub,
+    lan: str,
+    to_lan: str,
+    information_or_element: CervixScreeningInformation | etree._Element,
+    actor: str,
+    *,
+    reference: str | None = None,
+) -> Enqueued:
+    """Queue one record, approved for disclosure by ``actor``, in region ``lan``'s outbox.
+
+    The record is validated with the contract code (XSD and §3 rules, ``LogicalAddress`` =
+    ``to_lan``) and refused with :class:`OutboxError` naming field and rule when invalid. The
+    request envelope is built once (zeep, from ``wsdl/``) and stored sealed with the region's key.
+    The destination is ``to_lan``. Approving the same content for the same destination twice
+    queues it once (``duplicate``).
+    ``reference`` is the caller's own handle for receipts (an extract and line, a file name): it
+    must not contain personal data.
+    """
+    if to_lan not in REGIONS:
+        raise OutboxError(f"destination {to_lan!r} is not a län code")
+    if to_lan == lan:
+        raise OutboxError("a region does not send to itself")
+    if reference is not None and len(reference) > 200:
+        raise OutboxError("reference is longer than 200 characters")
+    region = _active_region(hub, lan)
+    payload = _payload_element(information_or_element)
+    operation = etree.Element(_OPERATION_TAG)
+    operation.append(etree.fromstring(etree.tostring(payload)))
+    today = swedish_today()
+    verdict = validate_request(operation, to_lan, today=today, codes=hub.codes)
+    if verdict.result_code == "ERROR" or verdict.information is None:
+        raise OutboxError(f"record refused: {verdict.result_text() or 'invalid'}")
+    information = verdict.information
+    sender = information.sending_region.region.id.extension
+    if sender not in (region.hsa_id, REGIONS[lan].hsa_root):
+        # A region sends in its own name only; anything else is a mix-up of extracts.
+        raise OutboxError(
+            "record refused: sendingRegion/region/id is not the sending region's HSA-id"
+        )
+    envelope = build_envelope(to_lan, operation)
+    # zeep read the payload through the schema; make sure nothing was lost on the way.
+    sent = etree.fromstring(envelope).find(f".//{_PAYLOAD_TAG}")
+    if sent is None or information_from_element(sent) != information:
+        raise OutboxError("internal: the request envelope does not carry the approved record")
+    cipher = region_cipher(hub, lan)
+    pnr = information.subject_of_care.person_id.extension or ""
+    content_hash = cipher.keyed_hash(canonical_bytes(payload))
+    now = utcnow()
+    record_id = str(uuid.uuid4())
+    correlation_id = str(uuid.uuid4())
+    check_text = verdict.result_text() if verdict.result_code == "INFO" else None
+    row = {
+        "id": record_id,
+        "created_at": now,
+        "updated_at": now,
+        "created_by": actor,
+        "to_lan": to_lan,
+        "state": QUEUED,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "correlation_id": correlation_id,
+        "content_hash": content_hash,
+        "pnr_hash": cipher.keyed_hash(pnr),
+        "pnr_enc": cipher.seal(pnr.encode(), "pnr"),
+        "request_enc": cipher.seal(envelope, "outbox-request"),
+        "kind": information.kind,
+        "summary": information.summary(),
+        "reference": reference,
+        "check_text": check_text,
+    }
+    engine = hub.db.region(lan)
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(outbox).values(**row))
+            log_access(connection, actor, "outbox.enqueued", record_id, f"to {to_lan}")
+    except IntegrityError:
+        with engine.connect() as connection:
+            first = connection.execute(
+                select(outbox.c.id, outbox.c.correlation_id, outbox.c.check_text).where(
+                    outbox.c.to_lan == to_lan, outbox.c.content_hash == content_hash
+                )
+            ).first()
+        if first is None:
+            raise
+        return Enqueued(first.id, True, first.correlation_id, first.check_text)
+    log.info("region %s: record %s queued for %s (%s)", lan, record_id, to_lan, information.kind)
+    return Enqueued(record_id, False, correlation_id, check_text)
+
+
+# --- claims and results (used by the senders) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A record a sender holds: enough to call, nothing more."""
+
+    lan: str
+    id: str
+    to_lan: str
+    attempt: int
+    correlation_id: str
+    request_enc: bytes
+    token: str
+
+
+def _due(now: datetime) -> Any:
+    # A record is due when queued and its pause is over, or when a claim expired (its worker died
+    # mid-call; the producer is idempotent, so calling again is safe).
+    return or_(
+        and_(outbox.c.state == QUEUED, outbox.c.next_attempt_at <= now),
+        and_(outbox.c.state == SENDING, outbox.c.claimed_until < now),
+    )
+
+
+def due_destinations(hub: Hub, lan: str, now: datetime | None = None) -> set[str]:
+    """Destinations with at least one due record in region ``lan``'s outbox."""
+    now = now or utcnow()
+    with hub.db.region(lan).connect() as connection:
+        rows = connection.execute(select(outbox.c.to_lan).where(_due(now)).distinct())
+        return {row[0] for row in rows}
+
+
+def next_due_at(hub: Hub, lan: str) -> datetime | None:
+    """When the next queued or claimed record of region ``lan`` may need work, if any."""
+    with hub.db.region(lan).connect() as connection:
+        queued = connection.execute(
+            select(func.min(outbox.c.next_attempt_at)).where(outbox.c.state == QUEUED)
+        ).scalar()
+        claimed = connection.execute(
+            select(func.min(outbox.c.claimed_until)).where(outbox.c.state == SENDING)
+        ).scalar()
+    times = [t for t in (aware(queued), aware(claimed)) if t is not None]
+    return min(times) if times else None
+
+
+def claim(
+    hub: Hub, lan: str, to_lan: str, limit: int, token: str, lease: timedelta
+) -> list[Claimed]:
+    """Claim up to ``limit`` due records of region ``lan`` for ``to_lan``; count the attempt.
+
+    PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` inside the UPDATE, so concurrent workers take
+    disjoint rows without waiting. SQLite: one conditional UPDATE (the file's write lock makes it
+    atomic) that re-checks the state. Either way two workers never hold the same record.
+    """
+    if limit <= 0:
+        return []
+    now = utcnow()
+    engine = hub.db.region(lan)
+    candidates = (
+        select(outbox.c.id)
+        .where(outbox.c.to_lan == to_lan, _due(now))
+        .order_by(outbox.c.next_attempt_at, outbox.c.created_at)
+        .limit(limit)
+    )
+    if not hub.db.is_sqlite:
+        candidates = candidates.with_for_update(skip_locked=True)
+    statement = (
+        update(outbox)
+        .where(outbox.c.id.in_(candidates.scalar_subquery()), outbox.c.to_lan == to_lan, _due(now))
+        .values(
+            state=SENDING,
+            claimed_by=token,
+            claimed_until=now + lease,
+            attempts=outbox.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(outbox.c.id, outbox.c.attempts, outbox.c.correlation_id, outbox.c.request_enc)
+    )
+    with engine.begin() as connection:
+        rows = connection.execute(statement).all()
+    return [
+        Claimed(lan, row.id, to_lan, row.attempts, row.correlation_id, row.request_enc, token)
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One finished call of a claimed record (or a claim given up without a call)."""
+
+    claimed: Claimed
+    result: CallResult
+    started_at: datetime
+    called: bool = True
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What recording an attempt did to its record."""
+
+    record_id: str
+    lan: str
+    to_lan: str
+    state: str
+    code: str
+    attempt: int
+
+
+def _alert_row(
+    now: datetime, lan: str, to_lan: str, record_id: str, kind: str, code: str, detail: str
+) -> dict[str, Any]:
+    return {
+        "at": now,
+        "lan_code": lan,
+        "to_lan": to_lan,
+        "record_id": record_id,
+        "kind": kind,
+        "code": code,
+        "detail": mask_text(detail)[:1000],
+    }
+
+
+def record_attempts(
+    hub: Hub,
+    lan: str,
+    attempts: Sequence[Attempt],
+    policy: DestinationPolicy,
+    worker: str,
+    cipher: RegionCipher | None = None,
+) -> list[Transition]:
+    """Write the attempts of region ``lan`` (one transaction) and move each record on.
+
+    Each update is conditional on the claim token: a record whose claim expired and was taken by
+    another worker is left to that worker. Alerts for refused, misconfigured and exhausted
+    records go to the hub's alerts table (no personal data) and to the log.
+    """
+    if not attempts:
+        return []
+    cipher = cipher or region_cipher(hub, lan)
+    now = utcnow()
+    transitions: list[Transition] = []
+    alert_rows: list[dict[str, Any]] = []
+    with hub.db.region(lan).begin() as connection:
+        for item in attempts:
+            claimed, result = item.claimed, item.result
+            values: dict[str, Any] = {
+                "updated_at": now,
+                "claimed_by": None,
+                "claimed_until": None,
+                "fault_code": None,
+                "last_error": None,
+            }
+            alert: tuple[str, str] | None = None
+            if result.outcome == "delivered":
+                values.update(
+                    state=DELIVERED, result_code=result.code, result_text=result.text, final_at=now
+                )
+            elif result.outcome == "refused":
+                values.update(
+                    state=REFUSED, result_code="ERROR", result_text=result.text, final_at=now
+                )
+                alert = ("refused", result.text or "ERROR")
+            elif result.outcome == "config":
+                values.update(
+                    state=FAILED, fault_code=result.code, last_error=result.text, final_at=now
+                )
+                alert = ("configuration", result.text or result.code)
+            elif claimed.attempt >= policy.max_attempts:
+                values.update(
+                    state=FAILED, fault_code=result.code, last_error=result.text, final_at=now
+                )
+                alert = ("exhausted", f"{claimed.attempt} attempts; last: {result.text}")
+            else:
+                pause = policy.pause_before(claimed.attempt + 1)
+                values.update(
+                    state=QUEUED,
+                    fault_code=result.code,
+                    last_error=result.text,
+                    next_attempt_at=now + timedelta(seconds=pause),
+                )
+            changed = connection.execute(
+                update(outbox)
+                .where(outbox.c.id == claimed.id, outbox.c.claimed_by == claimed.token)
+                .values(**values)
+            ).rowcount
+            if changed != 1:
+                log.warning("region %s: record %s was claimed by another worker", lan, claimed.id)
+                continue
+            if item.called:
+                connection.execute(
+                    insert(outbox_attempts).values(
+                        outbox_id=claimed.id,
+                        attempt=claimed.attempt,
+                        started_at=item.started_at,
+                        duration_ms=result.duration_ms,
+                        worker=worker[:64],
+                        outcome="retry" if values["state"] == QUEUED else values["state"],
+                        code=result.code,
+                        http_status=result.http_status,
+                        correlation_id=result.correlation_id,
+                        response_enc=(
+                            cipher.seal(result.response, "outbox-response")
+                            if result.response is not None
+                            else None
+                        ),
+                        detail=result.text or "",
+                    )
+                )
+            transitions.append(
+                Transition(
+                    claimed.id, lan, claimed.to_lan, values["state"], result.code, claimed.attempt
+                )
+            )
+            if alert is not None:
+                kind, detail = alert
+                alert_rows.append(
+                    _alert_row(now, lan, claimed.to_lan, claimed.id, kind, result.code, detail)
+                )
+    if alert_rows:
+        with hub.db.hub.begin() as connection:
+            connection.execute(insert(alerts), alert_rows)
+        for row in alert_rows:
+            # Operators watch the log too; ids and codes only, the text is already masked.
+            log.error(
+                "ALERT %s: region %s record %s to %s: %s",
+                row["kind"],
+                lan,
+                row["record_id"],
+                row["to_lan"],
+                row["code"],
+            )
+    return transitions
+
+
+# --- what regions and operators see -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutboxView:
+    """One record as a list shows it: personnummer masked, texts masked."""
+
+    id: str
+    created_at: datetime
+    to_lan: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime | None
+    kind: str
+    masked_pnr: str
+    result_code: str | None
+    result_text: str | None
+    fault_code: str | None
+    last_error: str | None
+    correlation_id: str
+    reference: str | None
+    final_at: datetime | None
+    receipt_name: str | None
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    """One attempt of a record, as the region's log holds it (envelopes stay sealed)."""
+
+    attempt: int
+    started_at: datetime
+    duration_ms: int
+    outcome: str
+    code: str
+    http_status: int | None
+    correlation_id: str | None
+    detail: str
+
+
+def _view(row: Any, cipher: RegionCipher) -> OutboxView:
+    return OutboxView(
+        id=row.id,
+        created_at=aware(row.created_at) or row.created_at,
+        to_lan=row.to_lan,
+        state=row.state,
+        attempts=row.attempts,
+        next_attempt_at=aware(row.next_attempt_at) if row.state == QUEUED else None,
+        kind=row.kind,
+        masked_pnr=mask(cipher.open(row.pnr_enc, "pnr").decode()),
+        result_code=row.result_code,
+        result_text=row.result_text,
+        fault_code=row.fault_code,
+        last_error=row.last_error,
+        correlation_id=row.correlation_id,
+        reference=row.reference,
+        final_at=aware(row.final_at),
+        receipt_name=row.receipt_name,
+    )
+
+
+def list_outbox(
+    hub: Hub, lan: str, actor: str, *, state: str | None = None, limit: int = 100
+) -> list[OutboxView]:
+    """The newest records of region ``lan``'s outbox; the listing goes to its access log."""
+    if state is not None and state not in STATES:
+        raise OutboxError(f"state must be one of {', '.join(STATES)}")
+    cipher = region_cipher(hub, lan)
+    query = select(outbox).order_by(outbox.c.created_at.desc(), outbox.c.id).limit(limit)
+    if state is not None:
+        query = query.where(outbox.c.state == state)
+    with hub.db.region(lan).begin() as connection:
+        rows = connection.execute(query).all()
+        log_access(connection, actor, "outbox.listed", None, f"{len(rows)} rows")
+    return [_view(row, cipher) for row in rows]
+
+
+def get_record(
+    hub: Hub, lan: str, record_id: str, actor: str
+) -> tuple[OutboxView, list[AttemptView]] | None:
+    """One record of region ``lan`` with its attempts, or None (also for another region's id)."""
+    cipher = region_cipher(hub, lan)
+    with hub.db.region(lan).begin() as connection:
+        row = connection.execute(select(outbox).where(outbox.c.id == record_id)).first()
+        if row is None:
+            return None
+        tries = connection.execute(
+            select(outbox_attempts)
+            .where(outbox_attempts.c.outbox_id == record_id)
+            .order_by(outbox_attempts.c.attempt, outbox_attempts.c.id)
+        ).all()
+        log_access(connection, actor, "outbox.read", record_id)
+    views = [
+        AttemptView(
+            t.attempt,
+            aware(t.started_at) or t.started_at,
+            t.duration_ms,
+            t.outcome,
+            t.code,
+            t.http_status,
+            t.correlation_id,
+            t.detail,
+        )
+        for t in tries
+    ]
+    return _view(row, cipher), views
+
+
+def read_envelopes(
+    hub: Hub, lan: str, record_id: str, actor: str
+) -> tuple[bytes, list[bytes | None]] | None:
+    """The request as sent and each attempt's response as received (decrypted), logged."""
+    cipher = region_cipher(hub, lan)
+    with hub.db.region(lan).begin() as connection:
+        row = connection.execute(
+            select(outbox.c.request_enc).where(outbox.c.id == record_id)
+        ).first()
+        if row is None:
+            return None
+        responses = connection.execute(
+            select(outbox_attempts.c.response_enc)
+            .where(outbox_attempts.c.outbox_id == record_id)
+            .order_by(outbox_attempts.c.attempt, outbox_attempts.c.id)
+        ).all()
+        log_access(connection, actor, "outbox.envelopes.read", record_id)
+    return cipher.open(row.request_enc, "outbox-request"), [
+        cipher.open(r.response_enc, "outbox-response") if r.response_enc is not None else None
+        for r in responses
+    ]
+
+
+def resend(hub: Hub, lan: str, record_id: str, actor: str) -> None:
+    """Put a *failed* record of region ``lan`` back in the queue with fresh attempts (an operator
+    fixed the cause). Refused records stay refused: the receiver judged their content.
+    """
+    now = utcnow()
+    with hub.db.region(lan).begin() as connection:
+        row = connection.execute(
+            select(outbox.c.state, outbox.c.to_lan).where(outbox.c.id == record_id)
+        ).first()
+        if row is None:
+            raise OutboxError(f"region {lan} has no outbox record {record_id}")
+        if row.state != FAILED:
+            raise OutboxError(f"only a failed record can be resent; this one is {row.state}")
+        connection.execute(
+            update(outbox)
+            .where(outbox.c.id == record_id, outbox.c.state == FAILED)
+            .values(
+                state=QUEUED,
+                attempts=0,
+                next_attempt_at=now,
+                updated_at=now,
+                final_at=None,
+                receipt_name=None,
+                receipt_at=None,
+            )
+        )
+        log_access(connection, actor, "outbox.resend", record_id)
+    with hub.db.hub.begin() as connection:
+        audit(connection, actor, "outbox.resend", lan, f"record {record_id} to {row.to_lan}")
+
+
+def counts(hub: Hub, lan: str) -> dict[tuple[str, str], int]:
+    """(destination, state) → number of records in region ``lan``'s outbox (no personal data)."""
+    with hub.db.region(lan).connect() as connection:
+        rows = connection.execute(
+            select(outbox.c.to_lan, outbox.c.state, func.count()).group_by(
+                outbox.c.to_lan, outbox.c.state
+            )
+        ).all()
+    return {(r[0], r[1]): int(r[2]) for r in rows}
+
+
+def pending_count(hub: Hub, lans: Iterable[str]) -> int:
+    """Records not yet in a final state, over the given regions."""
+    total = 0
+    for lan in lans:
+        with hub.db.region(lan).connect() as connection:
+            total += int(
+                connection.execute(
+                    select(func.count()).where(outbox.c.state.not_in(FINAL_STATES))
+                ).scalar_one()
+            )
+    return total
+
+
+# --- alerts -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Alert:
+    """An operator alert: which region's record, what happened; never personal data."""
+
+    id: int
+    at: datetime
+    lan_code: str
+    to_lan: str | None
+    record_id: str | None
+    kind: str
+    code: str
+    detail: str
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+
+
+def list_alerts(
+    hub: Hub, *, lan: str | None = None, include_acknowledged: bool = False, limit: int = 100
+) -> list[Alert]:
+    """Operator alerts, newest first; only open ones unless asked."""
+    query = select(alerts).order_by(alerts.c.at.desc(), alerts.c.id.desc()).limit(limit)
+    if lan is not None:
+        query = query.where(alerts.c.lan_code == lan)
+    if not include_acknowledged:
+        query = query.where(alerts.c.acknowledged_at.is_(None))
+    with hub.db.hub.connect() as connection:
+        rows = connection.execute(query).all()
+    return [
+        Alert(
+            r.id,
+            aware(r.at) or r.at,
+            r.lan_code,
+            r.to_lan,
+            r.record_id,
+            r.kind,
+            r.code,
+            r.detail,
+            aware(r.acknowledged_at),
+            r.acknowledged_by,
+        )
+        for r in rows
+    ]
+
+
+def acknowledge_alert(hub: Hub, alert_id: int, actor: str) -> bool:
+    """Mark an alert as seen by ``actor``; False when there is no such open alert."""
+    with hub.db.hub.begin() as connection:
+        changed = connection.execute(
+            update(alerts)
+            .where(alerts.c.id == alert_id, alerts.c.acknowledged_at.is_(None))
+            .values(acknowledged_at=utcnow(), acknowledged_by=actor)
+        ).rowcount
+        if changed:
+            audit(connection, actor, "alert.acknowledged", None, f"alert {alert_id}")
+    return bool(changed)
+
+
+def region_ids(connection: Connection) -> list[str]:
+    """Län codes of every registered region (for jobs that walk all outboxes)."""
+    from hub.tables import regions
+
+    return [row[0] for row in connection.execute(select(regions.c.lan_code))]
+
+
+__all__ = [
+    "Alert",
+    "Attempt",
+    "AttemptView",
+    "Claimed",
+    "Enqueued",
+    "OutboxError",
+    "OutboxView",
+    "Transition",
+    "acknowledge_alert",
+    "claim",
+    "counts",
+    "due_destinations",
+    "enqueue",
+    "get_record",
+    "list_alerts",
+    "list_outbox",
+    "next_due_at",
+    "pending_count",
+    "read_envelopes",
+    "record_attempts",
+    "resend",
+]
