@@ -120,8 +120,18 @@ def canonical_bytes(element: etree._Element) -> bytes:
     return data
 
 
+def _plain(value: Any) -> Any:
+    # dataclasses.asdict deep-copies every leaf; the model is frozen strings and tuples, so a
+    # walk that builds the JSON shape directly is enough (and a hot-path saving).
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return value
+
+
 def _sealed_fields(cipher: RegionCipher, information: CervixScreeningInformation) -> bytes:
-    fields = json.dumps(dataclasses.asdict(information), ensure_ascii=False, sort_keys=True)
+    fields = json.dumps(_plain(information), ensure_ascii=False, sort_keys=True)
     return cipher.seal(fields.encode(), "fields")
 
 

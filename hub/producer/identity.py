@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
 
 from cryptography import x509
@@ -25,12 +26,20 @@ class Caller:
     refused: str | None = None
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=64)
+def _networks(networks: tuple[str, ...]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(net, strict=False) for net in networks)
+
+
 def _in_networks(address: str, networks: tuple[str, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    return any(ip in ipaddress.ip_network(net, strict=False) for net in networks)
+    return any(ip in net for net in _networks(networks))
 
 
 def hsa_id_from_pem(pem: str) -> str | None:
