@@ -42,7 +42,7 @@ from hub.context import Hub
 from hub.contract.personnummer import mask_text
 from hub.drops.base import RECEIVED, Drop, DropError
 from hub.drops.received import MessageMeta, ReceivedFiles, render_received
-from hub.drops.regional import drop_config_hash, drop_for_region
+from hub.drops.regional import drop_config_hash, drop_for_region, prepare_drop
 from hub.drops.state import backoff_delay, get_state, record_failure, record_success, state_allows
 from hub.jobs.claims import claim, release
 from hub.jobs.config import JobSettings
@@ -268,7 +268,7 @@ def deliver_region(
     with contextlib.ExitStack() as stack:
         try:
             drops = [stack.enter_context(drop_for_region(hub, region)) for _ in range(lanes)]
-            drops[0].ensure_layout()
+            prepare_drop(hub, region, drops[0])
         except DropError as exc:
             return fail(exc)
         pool = stack.enter_context(ThreadPoolExecutor(lanes)) if lanes > 1 else None
