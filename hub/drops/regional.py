@@ -231,21 +231,15 @@ def drop_for_region(hub: Hub, region: Region) -> Drop:
     return drop
 
 
-def prepare_drop(hub: Hub, region: Region, drop: Drop) -> None:
-    """Make sure the drop can be used and has its layout; call once per job run.
+def prepare_drop(drop: Drop) -> None:
+    """Make sure the drop has its layout and can be written; call once per job run.
 
-    The embedded default folder belongs to the hub and is created. A configured folder must
-    already exist: a missing one may be an unmounted share, and creating folders at the mount
-    point would hide the region's files from the region.
+    A folder drop is created with its parents when missing (the hub owns the embedded default,
+    and an operator who configured a path wants it used). An SFTP drop's base path must exist:
+    the region's server decides where the account may write.
     """
-    if not region.drop_url:
-        path = default_drop_path(hub, region.lan_code)
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DropConfigError(f"cannot create {path}: {exc.strerror}") from None
-    drop.check()
     drop.ensure_layout()
+    drop.check()
 
 
 def _file_mode(region: Region) -> dict[str, int]:

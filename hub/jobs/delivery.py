@@ -268,7 +268,7 @@ def deliver_region(
     with contextlib.ExitStack() as stack:
         try:
             drops = [stack.enter_context(drop_for_region(hub, region)) for _ in range(lanes)]
-            prepare_drop(hub, region, drops[0])
+            prepare_drop(drops[0])
         except DropError as exc:
             return fail(exc)
         pool = stack.enter_context(ThreadPoolExecutor(lanes)) if lanes > 1 else None

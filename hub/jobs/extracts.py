@@ -165,9 +165,7 @@ def _pickup_file(
     return _archive(engine, drop, row_id, file.name, target, worker_id)
 
 
-def pickup_region(
-    hub: Hub, region: Region, settings: JobSettings, worker_id: str
-) -> PickupReport:
+def pickup_region(hub: Hub, region: Region, settings: JobSettings, worker_id: str) -> PickupReport:
     """One pick-up run for one region."""
     lan = region.lan_code
     report = PickupReport(lan)
@@ -180,7 +178,7 @@ def pickup_region(
     engine = hub.db.region(lan)
     try:
         with drop_for_region(hub, region) as drop:
-            prepare_drop(hub, region, drop)
+            prepare_drop(drop)
             _recover(engine, drop, worker_id, settings, report)
             for file in drop.list_files(EXTRACTS):
                 outcome = _pickup_file(engine, drop, file, worker_id, settings)

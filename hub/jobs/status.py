@@ -111,9 +111,7 @@ def workers_seen(hub: Hub, now: datetime | None = None) -> list[WorkerSeen]:
             .order_by(worker_heartbeats.c.started_at)
         ).all()
     return [
-        WorkerSeen(
-            r.worker_id, r.host, r.pid, _utc(r.started_at) or now, _utc(r.seen_at) or now
-        )
+        WorkerSeen(r.worker_id, r.host, r.pid, _utc(r.started_at) or now, _utc(r.seen_at) or now)
         for r in rows
     ]
 

@@ -106,7 +106,7 @@ def probe(hub: Hub, region: Region, settings: JobSettings) -> bool:
     config_hash = drop_config_hash(region)
     try:
         with drop_for_region(hub, region) as drop:
-            prepare_drop(hub, region, drop)
+            prepare_drop(drop)
     except DropError as exc:
         record_failure(
             hub.db.hub,
