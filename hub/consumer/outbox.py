@@ -281,9 +281,13 @@ def claim(
     )
     if not hub.db.is_sqlite:
         candidates = candidates.with_for_update(skip_locked=True)
+    # A materialised CTE, not ``id IN (subquery)``: PostgreSQL may rescan an IN subquery once per
+    # outer row, and a rescan skips the rows this very UPDATE already changed and locks the next
+    # ones — claiming more than ``limit``. A materialised CTE is evaluated exactly once.
+    chosen = candidates.cte("claimable").prefix_with("MATERIALIZED")
     statement = (
         update(outbox)
-        .where(outbox.c.id.in_(candidates.scalar_subquery()), outbox.c.to_lan == to_lan, _due(now))
+        .where(outbox.c.id.in_(select(chosen.c.id)), outbox.c.to_lan == to_lan, _due(now))
         .values(
             state=SENDING,
             claimed_by=token,
