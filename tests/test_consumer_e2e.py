@@ -173,6 +173,34 @@ def test_three_scenarios_from_a_arrive_identical_in_bs_store(
     assert list_messages(hub, A, "test") == []
 
 
+def test_scenarios_reach_the_home_regions_received_folder_unchanged(
+    hub: Hub,
+    consumer: ConsumerSettings,
+    regions_ab: tuple[Region, Region],
+    make_pnr: Callable[[], str],
+) -> None:
+    from hub.jobs.config import load_job_settings
+    from hub.jobs.delivery import deliver_all
+
+    today = swedish_today()
+    sent = []
+    for scenario in ("move", "sample", "treatment"):
+        info = sample_information(scenario, pnr=make_pnr(), sending_lan=A, today=today)
+        sent.append(information_to_element(info))
+        enqueue(hub, A, B, sent[-1], "reviewer@14")
+    drain(hub, consumer, timeout=30)
+
+    reports = deliver_all(hub, load_job_settings({}), "test-worker")
+    assert sum(r.delivered for r in reports) == 3
+    folder = Path(regions_ab[1].drop_url or "") / "received"
+    files = sorted(folder.glob("*.xml"))
+    assert len(files) == 3
+    arrived = [etree.fromstring(f.read_bytes()) for f in files]
+    assert sorted(map(normal_form, arrived), key=repr) == sorted(map(normal_form, sent), key=repr)
+    # A's drop received nothing: the records were B's to receive.
+    assert not list((Path(regions_ab[0].drop_url or "") / "received").glob("*.xml"))
+
+
 def test_the_call_carries_soapaction_correlation_id_and_the_logical_address(
     hub: Hub, consumer: ConsumerSettings, make_pnr: Callable[[], str]
 ) -> None:
