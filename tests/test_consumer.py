@@ -29,9 +29,12 @@ from hub.consumer import client as client_module
 from hub.consumer.client import build_envelope, classify_response
 from hub.consumer.jobs import register_jobs
 from hub.consumer.outbox import (
+    Approval,
+    Enqueued,
     OutboxError,
     claim,
     enqueue,
+    enqueue_many,
     get_record,
     list_alerts,
     list_outbox,
@@ -663,3 +666,31 @@ def test_cli_send_outbox_and_alerts(
     assert "§3.1" in capsys.readouterr().err
 
     assert main(["alerts", "--all"]) == 0
+
+
+def test_enqueue_many_queues_a_batch_and_reports_each_refusal(
+    hub: Hub, regions_ab: Any, make_pnr: Callable[[], str]
+) -> None:
+    today = swedish_today()
+    good = sample_information("move", pnr=make_pnr(), sending_lan=A, today=today)
+    bad = sample_information("sample", pnr="196201209984", sending_lan=A, today=today)
+    answers = enqueue_many(
+        hub,
+        A,
+        [
+            Approval(B, good, "x:1"),
+            Approval(B, bad, "x:2"),
+            Approval(B, good, "x:3"),
+            Approval(C, good, "x:4"),
+        ],
+        "reviewer@14",
+    )
+    first, refused, again, other = answers
+    assert isinstance(first, Enqueued) and not first.duplicate
+    assert isinstance(refused, OutboxError) and "§3.1" in str(refused)
+    assert isinstance(again, Enqueued) and again.duplicate and again.record_id == first.record_id
+    assert isinstance(other, Enqueued) and not other.duplicate
+    assert {(v.to_lan, v.reference) for v in list_outbox(hub, A, "test")} == {
+        (B, "x:1"),
+        (C, "x:4"),
+    }

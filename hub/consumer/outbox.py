@@ -21,7 +21,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
@@ -51,6 +51,7 @@ from hub.contract.regions import REGIONS
 from hub.contract.serialise import information_to_element
 from hub.contract.validate import swedish_today, validate_request
 from hub.messages import canonical_bytes, log_access
+from hub.tables import access_log
 from hub.tenancy.keys import RegionCipher
 from hub.tenancy.registry import Region, audit, get_region
 
@@ -124,6 +125,140 @@ def _active_region(hub: Hub, lan: str) -> Region:
     return region
 
 
+def _prepare(
+    hub: Hub,
+    region: Region,
+    cipher: RegionCipher,
+    to_lan: str,
+    information_or_element: CervixScreeningInformation | etree._Element,
+    actor: str,
+    reference: str | None,
+    today: date,
+) -> dict[str, Any]:
+    """Validate one record and build its outbox row (not yet stored); OutboxError if refused."""
+    lan = region.lan_code
+    if to_lan not in REGIONS:
+        raise OutboxError(f"destination {to_lan!r} is not a län code")
+    if to_lan == lan:
+        raise OutboxError("a region does not send to itself")
+    if reference is not None and len(reference) > 200:
+        raise OutboxError("reference is longer than 200 characters")
+    payload = _payload_element(information_or_element)
+    operation = etree.Element(_OPERATION_TAG)
+    operation.append(etree.fromstring(etree.tostring(payload)))
+    verdict = validate_request(operation, to_lan, today=today, codes=hub.codes)
+    if verdict.result_code == "ERROR" or verdict.information is None:
+        raise OutboxError(f"record refused: {verdict.result_text() or 'invalid'}")
+    information = verdict.information
+    sender = information.sending_region.region.id.extension
+    if sender not in (region.hsa_id, REGIONS[lan].hsa_root):
+        # A region sends in its own name only; anything else is a mix-up of extracts.
+        raise OutboxError(
+            "record refused: sendingRegion/region/id is not the sending region's HSA-id"
+        )
+    envelope = build_envelope(to_lan, operation)
+    # zeep read the payload through the schema; make sure nothing was lost on the way.
+    sent = etree.fromstring(envelope).find(f".//{_PAYLOAD_TAG}")
+    if sent is None or information_from_element(sent) != information:
+        raise OutboxError("internal: the request envelope does not carry the approved record")
+    pnr = information.subject_of_care.person_id.extension or ""
+    now = utcnow()
+    return {
+        "id": str(uuid.uuid4()),
+        "created_at": now,
+        "updated_at": now,
+        "created_by": actor,
+        "to_lan": to_lan,
+        "state": QUEUED,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "correlation_id": str(uuid.uuid4()),
+        "content_hash": cipher.keyed_hash(canonical_bytes(payload)),
+        "pnr_hash": cipher.keyed_hash(pnr),
+        "pnr_enc": cipher.seal(pnr.encode(), "pnr"),
+        "request_enc": cipher.seal(envelope, "outbox-request"),
+        "kind": information.kind,
+        "summary": information.summary(),
+        "reference": reference,
+        "check_text": verdict.result_text() if verdict.result_code == "INFO" else None,
+    }
+
+
+def _existing(
+    connection: Connection, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], Any]:
+    """Already queued records by (destination, content hash)."""
+    found: dict[tuple[str, str], Any] = {}
+    hashes = sorted({h for _, h in keys})
+    for start in range(0, len(hashes), 500):
+        rows = connection.execute(
+            select(
+                outbox.c.id,
+                outbox.c.to_lan,
+                outbox.c.content_hash,
+                outbox.c.correlation_id,
+                outbox.c.check_text,
+            ).where(outbox.c.content_hash.in_(hashes[start : start + 500]))
+        )
+        for row in rows:
+            found[(row.to_lan, row.content_hash)] = row
+    return found
+
+
+def _store(hub: Hub, lan: str, rows: list[dict[str, Any]], actor: str) -> list[Enqueued]:
+    """Insert new rows, answer duplicates with the record already queued (one transaction)."""
+    engine = hub.db.region(lan)
+    results: list[Enqueued] = []
+    with engine.begin() as connection:
+        existing = _existing(connection, [(r["to_lan"], r["content_hash"]) for r in rows])
+        fresh: list[dict[str, Any]] = []
+        for row in rows:
+            key = (row["to_lan"], row["content_hash"])
+            first = existing.get(key)
+            if first is not None:
+                results.append(Enqueued(first.id, True, first.correlation_id, first.check_text))
+                continue
+            existing[key] = _RowLike(row)
+            fresh.append(row)
+            results.append(Enqueued(row["id"], False, row["correlation_id"], row["check_text"]))
+        if fresh:
+            connection.execute(insert(outbox), fresh)
+            connection.execute(
+                insert(access_log),
+                [
+                    {
+                        "at": r["created_at"],
+                        "actor": actor,
+                        "action": "outbox.enqueued",
+                        "message_id": r["id"],
+                        "detail": f"to {r['to_lan']}",
+                    }
+                    for r in fresh
+                ],
+            )
+    return results
+
+
+@dataclass(frozen=True)
+class _RowLike:
+    """A row queued earlier in the same batch, shaped like a selected row."""
+
+    row: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.row["id"])
+
+    @property
+    def correlation_id(self) -> str:
+        return str(self.row["correlation_id"])
+
+    @property
+    def check_text(self) -> str | None:
+        value = self.row["check_text"]
+        return None if value is None else str(value)
+
+
 def enqueue(
     hub: Hub,
     lan: str,
@@ -143,75 +278,72 @@ def enqueue(
     ``reference`` is the caller's own handle for receipts (an extract and line, a file name): it
     must not contain personal data.
     """
-    if to_lan not in REGIONS:
-        raise OutboxError(f"destination {to_lan!r} is not a län code")
-    if to_lan == lan:
-        raise OutboxError("a region does not send to itself")
-    if reference is not None and len(reference) > 200:
-        raise OutboxError("reference is longer than 200 characters")
     region = _active_region(hub, lan)
-    payload = _payload_element(information_or_element)
-    operation = etree.Element(_OPERATION_TAG)
-    operation.append(etree.fromstring(etree.tostring(payload)))
-    today = swedish_today()
-    verdict = validate_request(operation, to_lan, today=today, codes=hub.codes)
-    if verdict.result_code == "ERROR" or verdict.information is None:
-        raise OutboxError(f"record refused: {verdict.result_text() or 'invalid'}")
-    information = verdict.information
-    sender = information.sending_region.region.id.extension
-    if sender not in (region.hsa_id, REGIONS[lan].hsa_root):
-        # A region sends in its own name only; anything else is a mix-up of extracts.
-        raise OutboxError(
-            "record refused: sendingRegion/region/id is not the sending region's HSA-id"
-        )
-    envelope = build_envelope(to_lan, operation)
-    # zeep read the payload through the schema; make sure nothing was lost on the way.
-    sent = etree.fromstring(envelope).find(f".//{_PAYLOAD_TAG}")
-    if sent is None or information_from_element(sent) != information:
-        raise OutboxError("internal: the request envelope does not carry the approved record")
     cipher = region_cipher(hub, lan)
-    pnr = information.subject_of_care.person_id.extension or ""
-    content_hash = cipher.keyed_hash(canonical_bytes(payload))
-    now = utcnow()
-    record_id = str(uuid.uuid4())
-    correlation_id = str(uuid.uuid4())
-    check_text = verdict.result_text() if verdict.result_code == "INFO" else None
-    row = {
-        "id": record_id,
-        "created_at": now,
-        "updated_at": now,
-        "created_by": actor,
-        "to_lan": to_lan,
-        "state": QUEUED,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "correlation_id": correlation_id,
-        "content_hash": content_hash,
-        "pnr_hash": cipher.keyed_hash(pnr),
-        "pnr_enc": cipher.seal(pnr.encode(), "pnr"),
-        "request_enc": cipher.seal(envelope, "outbox-request"),
-        "kind": information.kind,
-        "summary": information.summary(),
-        "reference": reference,
-        "check_text": check_text,
-    }
-    engine = hub.db.region(lan)
+    row = _prepare(
+        hub, region, cipher, to_lan, information_or_element, actor, reference, swedish_today()
+    )
     try:
-        with engine.begin() as connection:
-            connection.execute(insert(outbox).values(**row))
-            log_access(connection, actor, "outbox.enqueued", record_id, f"to {to_lan}")
+        [queued] = _store(hub, lan, [row], actor)
     except IntegrityError:
-        with engine.connect() as connection:
-            first = connection.execute(
-                select(outbox.c.id, outbox.c.correlation_id, outbox.c.check_text).where(
-                    outbox.c.to_lan == to_lan, outbox.c.content_hash == content_hash
+        # The same record approved at the same moment by another process: it is queued once.
+        [queued] = _store(hub, lan, [row], actor)
+    if not queued.duplicate:
+        log.info(
+            "region %s: record %s queued for %s (%s)", lan, queued.record_id, to_lan, row["kind"]
+        )
+    return queued
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One record of a batch for :func:`enqueue_many`."""
+
+    to_lan: str
+    record: CervixScreeningInformation | etree._Element
+    reference: str | None = None
+
+
+def enqueue_many(
+    hub: Hub, lan: str, approvals: Iterable[Approval], actor: str
+) -> list[Enqueued | OutboxError]:
+    """Queue many approved records of region ``lan`` in one transaction (an approved batch).
+
+    Each record is checked as :func:`enqueue` checks it; the answer list has, per approval in
+    order, its :class:`Enqueued` or the :class:`OutboxError` that refused it (the others are
+    queued all the same).
+    """
+    region = _active_region(hub, lan)
+    cipher = region_cipher(hub, lan)
+    today = swedish_today()
+    answers: list[Enqueued | OutboxError | None] = []
+    rows: list[dict[str, Any]] = []
+    for approval in approvals:
+        try:
+            rows.append(
+                _prepare(
+                    hub,
+                    region,
+                    cipher,
+                    approval.to_lan,
+                    approval.record,
+                    actor,
+                    approval.reference,
+                    today,
                 )
-            ).first()
-        if first is None:
-            raise
-        return Enqueued(first.id, True, first.correlation_id, first.check_text)
-    log.info("region %s: record %s queued for %s (%s)", lan, record_id, to_lan, information.kind)
-    return Enqueued(record_id, False, correlation_id, check_text)
+            )
+            answers.append(None)
+        except OutboxError as exc:
+            answers.append(exc)
+    try:
+        stored = iter(_store(hub, lan, rows, actor))
+    except IntegrityError:
+        stored = iter(_store(hub, lan, rows, actor))
+    result: list[Enqueued | OutboxError] = [
+        answer if answer is not None else next(stored) for answer in answers
+    ]
+    log.info("region %s: %d record(s) queued in one batch", lan, len(rows))
+    return result
 
 
 # --- claims and results (used by the senders) ---------------------------------------------------
@@ -707,6 +839,7 @@ def region_ids(connection: Connection) -> list[str]:
 
 __all__ = [
     "Alert",
+    "Approval",
     "Attempt",
     "AttemptView",
     "Claimed",
@@ -719,6 +852,7 @@ __all__ = [
     "counts",
     "due_destinations",
     "enqueue",
+    "enqueue_many",
     "get_record",
     "list_alerts",
     "list_outbox",
