@@ -55,6 +55,14 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 15
 
 
+class _SkipBusyRuns(logging.Filter):
+    """Drop "skipped: maximum number of running instances reached": that is max_instances=1
+    doing its job while a long delivery run is busy, not news for an operator."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances" not in record.getMessage()
+
+
 def new_worker_id() -> str:
     """``host:pid:random``: unique per process, and says where a claim came from."""
     host = socket.gethostname()[:40]
@@ -145,6 +153,7 @@ def add_jobs(
         "interval",
         seconds=settings.deliver_every_ms / 1000,
         id="deliver",
+        name="deliver received messages to region drops",
         next_run_time=now,
         **common,
     )
@@ -153,6 +162,7 @@ def add_jobs(
         "interval",
         seconds=settings.pickup_every_s,
         id="pickup",
+        name="pick up extracts from region drops",
         next_run_time=now,
         **common,
     )
@@ -161,6 +171,7 @@ def add_jobs(
         "interval",
         seconds=settings.check_every_s,
         id="check",
+        name="probe every region drop",
         **common,
     )
     scheduler.add_job(
@@ -168,6 +179,7 @@ def add_jobs(
         "interval",
         seconds=settings.purge_every_s,
         id="purge",
+        name="purge what retention allows",
         next_run_time=now,
         **common,
     )
@@ -176,6 +188,7 @@ def add_jobs(
         "interval",
         seconds=HEARTBEAT_SECONDS,
         id="heartbeat",
+        name="worker heartbeat",
         next_run_time=now,
         **common,
     )
@@ -224,10 +237,15 @@ def run_worker(hub: Hub, settings: JobSettings) -> None:
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("worker %s: signal %d, stopping after running jobs", worker_id, signum)
-        scheduler.shutdown(wait=False)
+        if scheduler.running:  # a second signal must not raise out of the handler
+            scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if log.getEffectiveLevel() > logging.DEBUG:
+        # APScheduler logs every run of every job at INFO: seconds apart, that drowns the log.
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        logging.getLogger("apscheduler.scheduler").addFilter(_SkipBusyRuns())
     log.info("worker %s starting", worker_id)
     scheduler.start()
     log.info("worker %s stopped", worker_id)
