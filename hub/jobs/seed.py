@@ -38,7 +38,8 @@ def seed_messages(
     chunk: int = 1000,
 ) -> list[str]:
     """Store ``count`` synthetic pending messages for a region; return their ids, oldest first."""
-    rng = rng or random.Random(0)  # noqa: S311 - synthetic test data, not secrets
+    # Seeded from the OS by default, so two calls for one region do not repeat their numbers.
+    rng = rng or random.Random()  # noqa: S311 - synthetic test data, not secrets
     with hub.db.hub.connect() as connection:
         cipher = hub.keys.cipher(connection, lan_code)
     today = date.today()
