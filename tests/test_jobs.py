@@ -429,3 +429,29 @@ def _healthy(port: int) -> bool:
         return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
     except requests.RequestException:
         return False
+
+
+def test_extracts_are_picked_up_from_an_sftp_drop_too(
+    hub: Hub, add_region: Callable[..., Region], sftp_server: SftpServer, tmp_path: Path
+) -> None:
+    base, disk = sftp_server.new_base()
+    (tmp_path / "pw").write_text(sftp_server.password)
+    region = add_region(
+        "14",
+        "SE2321000131",
+        "Västra Götalandsregionen",
+        drop_url=f"sftp://{sftp_server.username}@{sftp_server.host}:{sftp_server.port}{base}",
+        drop_settings={
+            "password_file": str(tmp_path / "pw"),
+            "host_key": sftp_server.host_key_line,
+        },
+    )
+    assert pickup_region(hub, region, FAST, "w1").archived == 0  # creates the layout
+    data = "personnummer;åtgärd\n".encode()
+    (disk / EXTRACTS / "utdrag.csv").write_bytes(data)
+    os.chown(disk / EXTRACTS / "utdrag.csv", sftp_server.uid, sftp_server.gid)
+    assert pickup_region(hub, region, FAST, "w1").archived == 1
+    [row] = waiting_for_intake(hub, "14")
+    assert row.sha256 == hashlib.sha256(data).hexdigest()
+    assert (disk / ARCHIVE / row.archived_name).read_bytes() == data
+    assert not (disk / EXTRACTS / "utdrag.csv").exists()
