@@ -145,7 +145,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from hub.contract.serialise import build_request_envelope
     from hub.contract.validate import swedish_today
 
-    rng = random.Random(args.seed)
+    rng = random.Random(args.seed)  # noqa: S311 - synthetic test people, not secrets
     info = sample_information(
         args.scenario, pnr=generate(rng), sending_lan=args.sender, today=swedish_today()
     )
@@ -159,6 +159,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(args.host, args.port, workers=args.workers)
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """A complete exchange on loopback: hub, worker and NTjP simulator with the demo regions."""
+    from hub.demo import run_demo
+
+    settings = load_settings()
+    if not settings.is_dev:
+        print("agenthub demo runs only with AGENTHUB_ENV=dev or test", file=sys.stderr)
+        return 2
+    return run_demo(settings, port=args.port, sim_port=args.sim_port, once=args.once,
+                    timeout=args.timeout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,6 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--seed", type=int, default=None, help="repeatable personnummer")
     sample.set_defaults(handler=cmd_sample)
+
+    demo = sub.add_parser("demo", help="a full exchange on loopback with the demo regions")
+    demo.add_argument("--port", type=int, default=8080, help="the hub's port")
+    demo.add_argument("--sim-port", type=int, default=8090, help="the simulator's port")
+    demo.add_argument("--once", action="store_true", help="exit after the exchange")
+    demo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it")
+    demo.set_defaults(handler=cmd_demo)
 
     # Each side of the hub adds its own commands, so no one file grows with every feature.
     from hub.consumer.cli import register as register_consumer

@@ -88,10 +88,19 @@ def default_drop_path(hub: Hub, lan_code: str) -> Path:
     return hub.settings.data_dir / "drops" / lan_code
 
 
+def local_drop_url(hub: Hub, url: str) -> str:
+    """A folder drop given as a relative path lives under the data folder (regions/README.md)."""
+    if "://" in url or Path(url).expanduser().is_absolute():
+        return url
+    return str(hub.settings.data_dir / url)
+
+
 def drop_location(hub: Hub, region: Region) -> str:
     """Where the region's drop is, for operators: never contains a secret."""
     if not region.drop_url:
         return str(default_drop_path(hub, region.lan_code))
+    if "://" not in region.drop_url:
+        return local_drop_url(hub, region.drop_url)
     parts = urllib.parse.urlsplit(region.drop_url)
     if parts.password is not None:  # refused when opened, but never echo it either
         netloc = parts.netloc.split("@", 1)[1]
@@ -221,7 +230,7 @@ def drop_for_region(hub: Hub, region: Region) -> Drop:
     try:
         if urllib.parse.urlsplit(url).scheme == "sftp":
             return open_drop(url, sftp_settings_for(hub, region))
-        drop = open_drop(url)
+        drop = open_drop(local_drop_url(hub, url))
     except DropError:
         raise
     except ValueError as exc:
