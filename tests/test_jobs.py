@@ -455,3 +455,46 @@ def test_extracts_are_picked_up_from_an_sftp_drop_too(
     assert row.sha256 == hashlib.sha256(data).hexdigest()
     assert (disk / ARCHIVE / row.archived_name).read_bytes() == data
     assert not (disk / EXTRACTS / "utdrag.csv").exists()
+
+
+def test_concurrent_claims_are_disjoint_and_never_exceed_their_limit(
+    hub: Hub, settings: Settings, regions_ab: tuple[Region, Region]
+) -> None:
+    ids = seed_messages(hub, "14", 120)
+    hubs = [hub] + [build_hub(settings) for _ in range(3)]
+    start = threading.Barrier(len(hubs))
+    taken: list[list[str]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def work(h: Hub, name: str) -> None:
+        try:
+            start.wait()
+            while True:
+                rows = claim(
+                    h.db.region("14"),
+                    messages,
+                    name,
+                    ready=messages.c.delivery_state == "pending",
+                    order_by=[messages.c.received_at],
+                    limit=5,
+                    lease=timedelta(minutes=5),
+                )
+                if not rows:
+                    return
+                with lock:
+                    taken.append([r.id for r in rows])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(h, f"w{i}")) for i, h in enumerate(hubs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for h in hubs[1:]:
+        h.close()
+    assert not errors, errors
+    assert max(len(batch) for batch in taken) <= 5
+    flat = [i for batch in taken for i in batch]
+    assert sorted(flat) == sorted(ids)  # every row once, none twice

@@ -4,11 +4,13 @@ A *claimable* table has a primary key ``id`` and the columns ``claimed_by`` (tex
 ``claimed_until`` (timestamp). A claim is one conditional UPDATE that takes up to ``limit`` ready
 rows whose claim is free or expired and stamps them with the worker's id and a lease::
 
+    WITH claimable AS MATERIALIZED (
+        SELECT id FROM t
+        WHERE <ready> AND (claimed_until IS NULL OR claimed_until < :now)
+        ORDER BY <order> LIMIT :n
+        FOR UPDATE SKIP LOCKED)                   -- PostgreSQL only
     UPDATE t SET claimed_by = :me, claimed_until = :now + :lease
-    WHERE id IN (SELECT id FROM t
-                 WHERE <ready> AND (claimed_until IS NULL OR claimed_until < :now)
-                 ORDER BY <order> LIMIT :n
-                 FOR UPDATE SKIP LOCKED)          -- PostgreSQL only
+    WHERE id IN (SELECT id FROM claimable) AND <ready> AND <free>
     RETURNING *
 
 PostgreSQL: ``SKIP LOCKED`` lets concurrent workers take disjoint batches without waiting on
@@ -58,9 +60,14 @@ def claim(
     candidates = select(table.c.id).where(and_(ready, free)).order_by(*order_by).limit(limit)
     if engine.dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
+    # A materialised CTE, not "id IN (subquery)": PostgreSQL may rescan an IN subquery once per
+    # outer row, and each rescan skips the rows this UPDATE already locked and takes the next
+    # ones — claiming more than ``limit`` (the consumer side's tests caught it in its outbox).
+    # Evaluated once, the CTE takes at most ``limit``. The outer WHERE re-checks the condition.
+    chosen = candidates.cte("claimable").prefix_with("MATERIALIZED")
     statement = (
         update(table)
-        .where(table.c.id.in_(candidates.scalar_subquery()))
+        .where(table.c.id.in_(select(chosen.c.id)), ready, free)
         .values(claimed_by=worker_id, claimed_until=now + lease)
         .returning(*table.c)
     )
