@@ -14,8 +14,9 @@ Atomic writes follow the dot-file rule of :mod:`hub.drops.base`: upload to ``.na
 ``fsync@openssh.com`` where the server offers it, then a plain SFTP ``rename``. Plain rename (not
 ``posix-rename@openssh.com``) is used because SFTPv3 rename fails when the target exists, and
 OpenSSH implements it with ``link()`` + ``unlink()``, which is atomic. On servers that emulate it
-with check-then-rename two writers of the same name could race; the hub also checks for the
-final name before uploading, and every name carries the message id, so a duplicate is visible.
+with check-then-rename two writers of the same name could race; on servers other than OpenSSH
+the hub also checks for the final name before uploading, and every name carries the message id,
+so a duplicate is visible.
 SFTP offers no way to fsync a directory, so the rename itself is as durable as the server makes it.
 """
 
@@ -471,7 +472,11 @@ class SftpDrop(Drop):
         final = self._path(folder, name)
         tmp = posixpath.join(self._dir(folder), temp_name(name))
         with self._remote(f"cannot write {self.url}/{folder}/{name}") as sftp:
-            if self._lexists(sftp, final):
+            # OpenSSH's rename refuses an existing target atomically (link + unlink), so asking
+            # first would only cost a round trip per file on the delivery hot path. Other servers
+            # may emulate rename carelessly; for them the early check at least keeps a retry
+            # from uploading and renaming over a file that is already there.
+            if not self._rename_refuses_existing() and self._lexists(sftp, final):
                 return False
             renamed = False
             try:
@@ -497,6 +502,12 @@ class SftpDrop(Drop):
                 if not renamed:
                     with contextlib.suppress(Exception):
                         sftp.remove(tmp)
+
+    def _rename_refuses_existing(self) -> bool:
+        """Whether the server is OpenSSH, whose SFTP rename never replaces an existing file."""
+        transport = self._transport
+        version = transport.remote_version if transport is not None else ""
+        return isinstance(version, str) and "OpenSSH_" in version
 
     def exists(self, folder: str, name: str) -> bool:
         """Whether ``folder/name`` exists on the server."""
