@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -377,11 +378,13 @@ def test_two_dispatchers_never_send_the_same_record_twice(
         for _ in range(30)
     ]
     first, second = Dispatcher(hub, consumer), Dispatcher(hub, consumer)
+    # Two workers started by mistake, racing over the same outbox.
+    racers = [threading.Thread(target=d.run_once) for d in (first, second)]
     try:
-        first.tick()
-        second.tick()
-        first.wait()
-        second.wait()
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join(60)
     finally:
         first.close()
         second.close()

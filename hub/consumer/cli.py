@@ -156,10 +156,16 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 def cmd_ntjp_sim(args: argparse.Namespace) -> int:
     """Serve the NTjP simulator until interrupted."""
+    import os
+
+    from hub.config import env_choice
     from hub.logs import configure_logging
     from hub.sim import run_sim
 
-    configure_logging("INFO")
+    level = env_choice(
+        os.environ, "AGENTHUB_LOG_LEVEL", "info", ("debug", "info", "warning", "error")
+    )
+    configure_logging(level.upper())
     run_sim(args.host, args.port, args.config)
     return 0
 

@@ -19,13 +19,24 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Integer,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from hub.consumer.client import CallResult, build_envelope
@@ -362,7 +373,7 @@ class Claimed:
     token: str
 
 
-def _due(now: datetime) -> Any:
+def _due(now: datetime | Any) -> Any:
     # A record is due when queued and its pause is over, or when a claim expired (its worker died
     # mid-call; the producer is idempotent, so calling again is safe).
     return or_(
@@ -392,6 +403,47 @@ def next_due_at(hub: Hub, lan: str) -> datetime | None:
     return min(times) if times else None
 
 
+_CLAIM_STATEMENTS: dict[bool, Any] = {}
+
+
+def _claim_statement(sqlite: bool) -> Any:
+    """The claim UPDATE, built once with bind parameters (it runs many times a second)."""
+    statement = _CLAIM_STATEMENTS.get(sqlite)
+    if statement is not None:
+        return statement
+    now = bindparam("now", type_=DateTime(timezone=True))
+    candidates = (
+        select(outbox.c.id)
+        .where(outbox.c.to_lan == bindparam("b_to_lan"), _due(now))
+        .order_by(outbox.c.next_attempt_at, outbox.c.created_at)
+        .limit(bindparam("limit", type_=Integer))
+    )
+    if not sqlite:
+        candidates = candidates.with_for_update(skip_locked=True)
+    # A materialised CTE, not ``id IN (subquery)``: PostgreSQL may rescan an IN subquery once per
+    # outer row, and a rescan skips the rows this very UPDATE already changed and locks the next
+    # ones — claiming more than ``limit``. A materialised CTE is evaluated exactly once.
+    chosen = candidates.cte("claimable").prefix_with("MATERIALIZED")
+    statement = (
+        update(outbox)
+        .where(
+            outbox.c.id.in_(select(chosen.c.id)),
+            outbox.c.to_lan == bindparam("b_to_lan"),
+            _due(now),
+        )
+        .values(
+            state=SENDING,
+            claimed_by=bindparam("token"),
+            claimed_until=bindparam("until", type_=DateTime(timezone=True)),
+            attempts=outbox.c.attempts + 1,
+            updated_at=now,
+        )
+        .returning(outbox.c.id, outbox.c.attempts, outbox.c.correlation_id, outbox.c.request_enc)
+    )
+    _CLAIM_STATEMENTS[sqlite] = statement
+    return statement
+
+
 def claim(
     hub: Hub, lan: str, to_lan: str, limit: int, token: str, lease: timedelta
 ) -> list[Claimed]:
@@ -404,33 +456,9 @@ def claim(
     if limit <= 0:
         return []
     now = utcnow()
-    engine = hub.db.region(lan)
-    candidates = (
-        select(outbox.c.id)
-        .where(outbox.c.to_lan == to_lan, _due(now))
-        .order_by(outbox.c.next_attempt_at, outbox.c.created_at)
-        .limit(limit)
-    )
-    if not hub.db.is_sqlite:
-        candidates = candidates.with_for_update(skip_locked=True)
-    # A materialised CTE, not ``id IN (subquery)``: PostgreSQL may rescan an IN subquery once per
-    # outer row, and a rescan skips the rows this very UPDATE already changed and locks the next
-    # ones — claiming more than ``limit``. A materialised CTE is evaluated exactly once.
-    chosen = candidates.cte("claimable").prefix_with("MATERIALIZED")
-    statement = (
-        update(outbox)
-        .where(outbox.c.id.in_(select(chosen.c.id)), outbox.c.to_lan == to_lan, _due(now))
-        .values(
-            state=SENDING,
-            claimed_by=token,
-            claimed_until=now + lease,
-            attempts=outbox.c.attempts + 1,
-            updated_at=now,
-        )
-        .returning(outbox.c.id, outbox.c.attempts, outbox.c.correlation_id, outbox.c.request_enc)
-    )
-    with engine.begin() as connection:
-        rows = connection.execute(statement).all()
+    values = {"b_to_lan": to_lan, "now": now, "limit": limit, "token": token, "until": now + lease}
+    with hub.db.region(lan).begin() as connection:
+        rows = connection.execute(_claim_statement(hub.db.is_sqlite), values).all()
     return [
         Claimed(lan, row.id, to_lan, row.attempts, row.correlation_id, row.request_enc, token)
         for row in rows
@@ -477,11 +505,13 @@ def record_attempts(
     hub: Hub,
     lan: str,
     attempts: Sequence[Attempt],
-    policy: DestinationPolicy,
+    policy: DestinationPolicy | Callable[[str], DestinationPolicy],
     worker: str,
     cipher: RegionCipher | None = None,
 ) -> list[Transition]:
     """Write the attempts of region ``lan`` (one transaction) and move each record on.
+
+    ``policy`` is the destinations' resend policy, or a function from destination to policy.
 
     Each update is conditional on the claim token: a record whose claim expired and was taken by
     another worker is left to that worker. Alerts for refused, misconfigured and exhausted
@@ -490,85 +520,101 @@ def record_attempts(
     if not attempts:
         return []
     cipher = cipher or region_cipher(hub, lan)
+    policy_of = policy if callable(policy) else (lambda _to_lan: policy)
     now = utcnow()
+    planned: list[tuple[Attempt, dict[str, Any], tuple[str, str] | None]] = []
+    for item in attempts:
+        claimed, result = item.claimed, item.result
+        values: dict[str, Any] = {
+            "updated_at": now,
+            "claimed_by": None,
+            "claimed_until": None,
+            "fault_code": None,
+            "last_error": None,
+        }
+        alert: tuple[str, str] | None = None
+        if result.outcome == "delivered":
+            values.update(
+                state=DELIVERED, result_code=result.code, result_text=result.text, final_at=now
+            )
+        elif result.outcome == "refused":
+            values.update(state=REFUSED, result_code="ERROR", result_text=result.text, final_at=now)
+            alert = ("refused", result.text or "ERROR")
+        elif result.outcome == "config":
+            values.update(
+                state=FAILED, fault_code=result.code, last_error=result.text, final_at=now
+            )
+            alert = ("configuration", result.text or result.code)
+        elif claimed.attempt >= policy_of(claimed.to_lan).max_attempts:
+            values.update(
+                state=FAILED, fault_code=result.code, last_error=result.text, final_at=now
+            )
+            alert = ("exhausted", f"{claimed.attempt} attempts; last: {result.text}")
+        else:
+            pause = policy_of(claimed.to_lan).pause_before(claimed.attempt + 1)
+            values.update(
+                state=QUEUED,
+                fault_code=result.code,
+                last_error=result.text,
+                next_attempt_at=now + timedelta(seconds=pause),
+            )
+        planned.append((item, values, alert))
+    # Records that end the same way under the same claim are moved in one statement (a batch is
+    # mostly "delivered, OK"): a round trip per group, not per record.
+    groups: dict[tuple[str, tuple[tuple[str, Any], ...]], list[str]] = {}
+    for item, values, _ in planned:
+        key = (item.claimed.token, tuple(sorted(values.items())))
+        groups.setdefault(key, []).append(item.claimed.id)
     transitions: list[Transition] = []
     alert_rows: list[dict[str, Any]] = []
+    attempt_rows: list[dict[str, Any]] = []
     with hub.db.region(lan).begin() as connection:
-        for item in attempts:
-            claimed, result = item.claimed, item.result
-            values: dict[str, Any] = {
-                "updated_at": now,
-                "claimed_by": None,
-                "claimed_until": None,
-                "fault_code": None,
-                "last_error": None,
-            }
-            alert: tuple[str, str] | None = None
-            if result.outcome == "delivered":
-                values.update(
-                    state=DELIVERED, result_code=result.code, result_text=result.text, final_at=now
-                )
-            elif result.outcome == "refused":
-                values.update(
-                    state=REFUSED, result_code="ERROR", result_text=result.text, final_at=now
-                )
-                alert = ("refused", result.text or "ERROR")
-            elif result.outcome == "config":
-                values.update(
-                    state=FAILED, fault_code=result.code, last_error=result.text, final_at=now
-                )
-                alert = ("configuration", result.text or result.code)
-            elif claimed.attempt >= policy.max_attempts:
-                values.update(
-                    state=FAILED, fault_code=result.code, last_error=result.text, final_at=now
-                )
-                alert = ("exhausted", f"{claimed.attempt} attempts; last: {result.text}")
-            else:
-                pause = policy.pause_before(claimed.attempt + 1)
-                values.update(
-                    state=QUEUED,
-                    fault_code=result.code,
-                    last_error=result.text,
-                    next_attempt_at=now + timedelta(seconds=pause),
-                )
-            changed = connection.execute(
+        moved: set[str] = set()
+        for (token, items), ids in groups.items():
+            rows = connection.execute(
                 update(outbox)
-                .where(outbox.c.id == claimed.id, outbox.c.claimed_by == claimed.token)
-                .values(**values)
-            ).rowcount
-            if changed != 1:
+                .where(outbox.c.id.in_(ids), outbox.c.claimed_by == token)
+                .values(**dict(items))
+                .returning(outbox.c.id)
+            )
+            moved.update(row[0] for row in rows)
+        for item, values, alert in planned:
+            claimed, result = item.claimed, item.result
+            if claimed.id not in moved:
+                # Its claim expired and another worker holds it now: that worker records it.
                 log.warning("region %s: record %s was claimed by another worker", lan, claimed.id)
                 continue
+            state = values["state"]
             if item.called:
-                connection.execute(
-                    insert(outbox_attempts).values(
-                        outbox_id=claimed.id,
-                        attempt=claimed.attempt,
-                        started_at=item.started_at,
-                        duration_ms=result.duration_ms,
-                        worker=worker[:64],
-                        outcome="retry" if values["state"] == QUEUED else values["state"],
-                        code=result.code,
-                        http_status=result.http_status,
-                        correlation_id=result.correlation_id,
-                        response_enc=(
+                attempt_rows.append(
+                    {
+                        "outbox_id": claimed.id,
+                        "attempt": claimed.attempt,
+                        "started_at": item.started_at,
+                        "duration_ms": result.duration_ms,
+                        "worker": worker[:64],
+                        "outcome": "retry" if state == QUEUED else state,
+                        "code": result.code,
+                        "http_status": result.http_status,
+                        "correlation_id": result.correlation_id,
+                        "response_enc": (
                             cipher.seal(result.response, "outbox-response")
                             if result.response is not None
                             else None
                         ),
-                        detail=result.text or "",
-                    )
+                        "detail": result.text or "",
+                    }
                 )
             transitions.append(
-                Transition(
-                    claimed.id, lan, claimed.to_lan, values["state"], result.code, claimed.attempt
-                )
+                Transition(claimed.id, lan, claimed.to_lan, state, result.code, claimed.attempt)
             )
             if alert is not None:
                 kind, detail = alert
                 alert_rows.append(
                     _alert_row(now, lan, claimed.to_lan, claimed.id, kind, result.code, detail)
                 )
+        if attempt_rows:
+            connection.execute(insert(outbox_attempts), attempt_rows)
     if alert_rows:
         with hub.db.hub.begin() as connection:
             connection.execute(insert(alerts), alert_rows)

@@ -1,19 +1,23 @@
 """The senders: one per destination län code, with a rate cap and fair sharing among regions.
 
-A :class:`Dispatcher` lives in the worker process. Its :meth:`~Dispatcher.tick` (an APScheduler
-job, every second) looks for destinations with due records and starts one sender task for each
-destination that has none running. A sender task:
+A :class:`Dispatcher` lives in the worker process. One coordinator thread does all the database
+work and the scheduling; a pool of threads does only the HTTP calls:
 
-- claims a few due records for its destination, taking them in turn from every member region's
-  outbox (rotating the starting region), so a region with 10,000 queued records cannot starve a
-  region with ten: the destination's capacity is shared, not first come first served;
-- sends them no faster than the destination's rate cap (evenly spaced calls, no bursts), with a
-  few calls in flight so one slow producer does not pull the rate down;
-- records each attempt in the sending region's log and moves the record on (rule #22 resend
-  policy in :func:`hub.consumer.outbox.record_attempts`);
-- stops when nothing is due for its destination; the next tick starts it again.
+- for every destination with due records it claims a few, taking them in turn from every member
+  region's outbox (rotating the starting region), so a region with 10,000 queued records cannot
+  starve a region with ten: a destination's capacity is shared, not first come first served;
+- it hands them to the call pool no faster than the destination's rate cap (a fixed schedule,
+  :class:`RateLimiter`) and with at most ``concurrency`` calls in flight per destination, so one
+  slow producer neither exceeds its cap nor holds up the others;
+- it writes the finished attempts in batches, one transaction per region, and moves each record
+  on by the rule #22 resend policy (:func:`hub.consumer.outbox.record_attempts`).
 
-Tests and the demo call :func:`run_senders_once` or :func:`drain` instead of running a scheduler.
+Keeping the database work in one thread is deliberate: twenty threads each claiming and writing
+for their own destination spent their time waiting for each other (SQLite's write lock, and the
+interpreter lock) instead of sending.
+
+The worker's scheduler calls :meth:`Dispatcher.tick` every second, which starts the coordinator
+if it is not running; tests and the demo call :func:`run_senders_once` or :func:`drain` instead.
 Rate caps hold per worker process; the design runs exactly one scheduler (DESIGN.md, Jobs).
 """
 
@@ -23,13 +27,14 @@ import itertools
 import logging
 import math
 import os
+import queue
 import socket
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -50,29 +55,45 @@ from hub.consumer.receipts import write_receipts
 from hub.consumer.settings import ConsumerSettings, DestinationPolicy, load_consumer_settings
 from hub.consumer.tables import DELIVERED, FAILED, QUEUED, REFUSED
 from hub.context import Hub
-from hub.contract.regions import REGIONS
 from hub.contract.validate import swedish_today
 from hub.tenancy.keys import RegionCipher
 from hub.tenancy.registry import list_regions
 
 log = logging.getLogger(__name__)
 
+#: How long before a destination whose claim came back empty is asked again.
+RECLAIM_S = 0.2
+#: Longest time a finished call's result waits to be written with others.
+FLUSH_S = 0.5
+#: Results written in one transaction at most.
+FLUSH_ROWS = 500
+#: Capped destinations claim this many seconds of calls at a time.
+CLAIM_HORIZON_S = 5.0
+#: Threads making HTTP calls (shared by all destinations; each keeps its own connections).
+CALL_THREADS = 32
+
 
 class RateLimiter:
-    """At most ``rate`` permits per second, evenly spaced (capacity one: no bursts after idling).
+    """At most ``rate`` permits per second on a fixed schedule; ``rate`` 0 means no cap.
 
-    Each caller reserves the next free slot under a lock and sleeps until it, so several threads
-    share one cap. ``rate`` 0 means no cap.
+    Permit *k* is never given before ``start + k / rate``: each caller reserves the next slot of
+    the schedule under a lock and sleeps until it, so several threads share one cap. A caller
+    that comes late by less than ``tolerance`` seconds (a thread woken late on a busy machine, a
+    database write in between) keeps the schedule, so such delays do not lower the rate; after a
+    longer pause the schedule restarts from now, so idling never buys a burst. Over any window
+    of ``w`` seconds at most ``(w + tolerance) * rate + 1`` permits are given.
     """
 
     def __init__(
         self,
         rate: float,
         *,
+        tolerance: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rate = rate
         self._interval = 1.0 / rate if rate > 0 else 0.0
+        self._tolerance = max(tolerance, self._interval)
         self._clock = clock
         self._next = 0.0
         self._lock = threading.Lock()
@@ -83,9 +104,23 @@ class RateLimiter:
             return 0.0
         with self._lock:
             now = self._clock()
-            slot = max(self._next, now)
+            slot = now if now - self._next > self._tolerance else self._next
             self._next = slot + self._interval
-            return slot - now
+            return max(slot - now, 0.0)
+
+    def try_acquire(self) -> float:
+        """Take a permit if its slot has come and return 0.0; else take nothing and return the
+        seconds until the next slot.
+        """
+        if self._interval == 0.0:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            slot = now if now - self._next > self._tolerance else self._next
+            if slot > now:
+                return slot - now
+            self._next = slot + self._interval
+            return 0.0
 
     def acquire(self, stop: threading.Event | None = None) -> bool:
         """Wait for a slot; False if ``stop`` was set while waiting."""
@@ -148,7 +183,7 @@ def default_worker_id() -> str:
 
 
 class Dispatcher:
-    """Runs the per-destination senders of one worker process (see the module docstring)."""
+    """Runs the senders of one worker process (see the module docstring)."""
 
     def __init__(
         self,
@@ -157,23 +192,33 @@ class Dispatcher:
         *,
         worker_id: str | None = None,
         client: NtjpClient | None = None,
+        call_threads: int = CALL_THREADS,
     ) -> None:
         self.hub = hub
         self.settings = settings or load_consumer_settings(environment=hub.settings.env)
         self.worker_id = worker_id or default_worker_id()
         self.client = client or NtjpClient(self.settings)
         self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._stats_lock = threading.Lock()
         self._stats = SendStats()
-        self._active: dict[str, Future[None]] = {}
+        # One coordinator at a time: the background thread, or run_once in a caller's thread.
+        self._run_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._calls = ThreadPoolExecutor(max_workers=call_threads, thread_name_prefix="ntjp-call")
+        self._results: queue.SimpleQueue[tuple[Claimed, CallResult, datetime]] = queue.SimpleQueue()
+        # Coordinator state (touched by the coordinator thread only).
         self._limiters: dict[str, RateLimiter] = {}
-        self._send_pools: dict[str, ThreadPoolExecutor] = {}
+        self._pending: dict[str, deque[Claimed]] = {}
+        self._inflight: dict[str, int] = {}
+        self._empty_at: dict[str, float] = {}
         self._rotation: dict[str, int] = {}
+        # (region, destination) pairs that may have due records: no claim query for the others.
+        self._work: set[tuple[str, str]] = set()
         self._ciphers: dict[str, RegionCipher] = {}
-        # One task per destination at most: the 21 län codes.
-        self._tasks = ThreadPoolExecutor(max_workers=len(REGIONS), thread_name_prefix="sender")
+        self._done: list[Attempt] = []
+        self._oldest_done = 0.0
 
-    # -- which regions and destinations -------------------------------------------------------
+    # -- public ----------------------------------------------------------------------------------
 
     def member_lans(self) -> list[str]:
         """Regions whose outboxes are sent: members with an active agreement today."""
@@ -181,46 +226,35 @@ class Dispatcher:
         with self.hub.db.hub.connect() as connection:
             return [r.lan_code for r in list_regions(connection) if r.is_active(today)]
 
-    def tick(self) -> list[str]:
-        """Start a sender for each destination with due records and no sender running."""
-        if self._stop.is_set():
-            return []
-        lans = self.member_lans()
-        due: set[str] = set()
-        for lan in lans:
-            due |= due_destinations(self.hub, lan)
-        started = []
-        with self._lock:
-            for to_lan in sorted(due):
-                running = self._active.get(to_lan)
-                if running is None or running.done():
-                    self._active[to_lan] = self._tasks.submit(self._serve_logged, to_lan, lans)
-                    started.append(to_lan)
-        return started
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the running sender tasks; True when all finished."""
-        with self._lock:
-            futures = list(self._active.values())
-        _done, not_done = wait(futures, timeout=timeout)
-        return not not_done
+    def tick(self) -> bool:
+        """Make sure the coordinator runs in the background (the scheduler's job); True if
+        it had to be started.
+        """
+        if self._stop.is_set() or (self._thread is not None and self._thread.is_alive()):
+            return False
+        self._thread = threading.Thread(
+            target=self._background, name="outbox-dispatcher", daemon=True
+        )
+        self._thread.start()
+        return True
 
     @property
     def stats(self) -> SendStats:
         """Totals since this dispatcher was made."""
-        with self._lock:
+        with self._stats_lock:
             return self._stats.copy()
 
     def run_once(self) -> SendStats:
-        """Send everything due now (one tick, waiting for its senders); return what happened."""
+        """Send everything due now, in the calling thread; return what happened."""
         before = self.stats
-        self.tick()
-        self.wait()
+        with self._run_lock:
+            self._loop(until_idle=True)
         return self.stats.minus(before)
 
-    def drain(self, timeout: float = 60.0) -> SendStats:
+    def drain(self, timeout: float = 60.0, *, receipts: bool = True) -> SendStats:
         """Send until every record of every member region is final (waiting out resend pauses),
-        then write the receipts; give up after ``timeout`` seconds. Return what happened.
+        then write the receipts (unless ``receipts`` is False); give up after ``timeout`` seconds.
+        Return what happened.
         """
         before = self.stats
         deadline = time.monotonic() + timeout
@@ -232,41 +266,47 @@ class Dispatcher:
             due = [t for t in (next_due_at(self.hub, lan) for lan in lans) if t is not None]
             wait_s = (min(due) - utcnow()).total_seconds() if due else self.settings.poll_interval_s
             time.sleep(min(max(wait_s, 0.005), max(deadline - time.monotonic(), 0.0), 5.0))
-        write_receipts(self.hub)
+        if receipts:
+            write_receipts(self.hub)
         return self.stats.minus(before)
 
     def close(self) -> None:
-        """Stop sender tasks (records they claimed but did not send are claimed until the lease
-        ends, then picked up again) and close connections.
+        """Stop: calls in flight finish and are recorded; records claimed but not yet called are
+        picked up again when their claim's lease ends.
         """
         self._stop.set()
-        self._tasks.shutdown(wait=True)
-        with self._lock:
-            pools = list(self._send_pools.values())
-        for pool in pools:
-            pool.shutdown(wait=True)
+        thread = self._thread
+        if thread is not None:
+            thread.join()
+        self._calls.shutdown(wait=True)
+        with self._run_lock:
+            self._collect(block_s=0.0)
+            self._flush()
         self.client.close()
 
-    # -- one destination ------------------------------------------------------------------------
+    # -- the coordinator ----------------------------------------------------------------------
 
-    def _limiter(self, to_lan: str, policy: DestinationPolicy) -> RateLimiter:
-        # Kept across tasks: a sender restarted by the next tick must not start with a burst.
-        with self._lock:
-            limiter = self._limiters.get(to_lan)
-            if limiter is None or limiter.rate != policy.rate_per_s:
-                limiter = RateLimiter(policy.rate_per_s)
-                self._limiters[to_lan] = limiter
-            return limiter
+    def _background(self) -> None:
+        with self._run_lock:
+            while not self._stop.is_set():
+                try:
+                    self._loop(until_idle=False)
+                except Exception:
+                    # Never let one bad moment (a database restart) end the senders for good.
+                    log.exception("outbox dispatcher: error; starting again in a moment")
+                    self._stop.wait(self.settings.poll_interval_s)
 
-    def _send_pool(self, to_lan: str, policy: DestinationPolicy) -> ThreadPoolExecutor:
-        with self._lock:
-            pool = self._send_pools.get(to_lan)
-            if pool is None:
-                pool = ThreadPoolExecutor(
-                    max_workers=policy.concurrency, thread_name_prefix=f"send-{to_lan}"
-                )
-                self._send_pools[to_lan] = pool
-            return pool
+    def _policy(self, to_lan: str) -> DestinationPolicy:
+        return self.settings.policy(to_lan)
+
+    def _limiter(self, to_lan: str) -> RateLimiter:
+        # Kept for the dispatcher's life: a destination that comes back does not start with a burst.
+        rate = self._policy(to_lan).rate_per_s
+        limiter = self._limiters.get(to_lan)
+        if limiter is None or limiter.rate != rate:
+            limiter = RateLimiter(rate)
+            self._limiters[to_lan] = limiter
+        return limiter
 
     def _cipher(self, lan: str) -> RegionCipher:
         cipher = self._ciphers.get(lan)
@@ -277,26 +317,25 @@ class Dispatcher:
 
     def _batch(self, policy: DestinationPolicy) -> int:
         if policy.rate_per_s > 0:
-            # About a second's worth: a claim held longer only delays other workers and regions.
-            return max(
-                policy.concurrency, min(self.settings.claim_batch, math.ceil(policy.rate_per_s))
-            )
+            # A few seconds' worth at the cap: fewer claims, while a region's new records still
+            # join the turn-taking within seconds.
+            return max(policy.concurrency, min(500, math.ceil(policy.rate_per_s * CLAIM_HORIZON_S)))
         return max(policy.concurrency, self.settings.claim_batch)
 
     def _lease(self, policy: DestinationPolicy, batch: int) -> timedelta:
         waiting = batch / policy.rate_per_s if policy.rate_per_s > 0 else 0.0
-        return timedelta(seconds=waiting + 2 * policy.timeout_ms / 1000 + 30)
+        return timedelta(seconds=2 * waiting + 2 * policy.timeout_ms / 1000 + 30)
 
-    def _claim_fair(
-        self, to_lan: str, lans: list[str], want: int, policy: DestinationPolicy
-    ) -> list[Claimed]:
+    def _claim_fair(self, to_lan: str, lans: list[str], want: int) -> list[Claimed]:
         """Up to ``want`` records for ``to_lan``, an equal share from each region, interleaved."""
-        if not lans:
+        lans = [lan for lan in lans if (lan, to_lan) in self._work]
+        if not lans or want <= 0:
             return []
+        policy = self._policy(to_lan)
         start = self._rotation.get(to_lan, 0) % len(lans)
         self._rotation[to_lan] = start + 1
         order = lans[start:] + lans[:start]
-        lease = self._lease(policy, want)
+        lease = self._lease(policy, self._batch(policy))
         token = uuid.uuid4().hex
         per_region: dict[str, list[Claimed]] = {lan: [] for lan in order}
         share = max(1, math.ceil(want / len(order)))
@@ -308,9 +347,12 @@ class Dispatcher:
                     break
                 if round_ == 2 and len(per_region[lan]) < share:
                     continue  # this region had nothing more
-                rows = claim(self.hub, lan, to_lan, min(share, want - got), token, lease)
+                asked = min(share, want - got)
+                rows = claim(self.hub, lan, to_lan, asked, token, lease)
                 per_region[lan].extend(rows)
                 got += len(rows)
+                if len(rows) < asked:
+                    self._work.discard((lan, to_lan))  # drained; the next scan may bring it back
             if got >= want or got == 0:
                 break
             share = want - got
@@ -318,78 +360,126 @@ class Dispatcher:
         mixed = itertools.zip_longest(*per_region.values())
         return [c for group in mixed for c in group if c is not None]
 
-    def _serve_logged(self, to_lan: str, lans: list[str]) -> None:
+    def _call(self, item: Claimed, policy: DestinationPolicy) -> None:
+        started = utcnow()
         try:
-            self._serve(to_lan, lans)
-        except Exception:
-            # A crashed sender must not take the worker down; its claims expire and are retried.
-            log.exception("sender for %s stopped on an error", to_lan)
+            envelope = self._cipher(item.lan).open(item.request_enc, "outbox-request")
+            result = self.client.call(envelope, item.correlation_id, policy)
+        except Exception as exc:  # a bug here must not lose the record: it is retried
+            log.exception("call for record %s failed unexpectedly", item.id)
+            result = CallResult("retry", "INTERNAL", f"internal error ({type(exc).__name__})")
+        self._results.put((item, result, started))
 
-    def _flush(self, to_lan: str, done: list[Attempt], policy: DestinationPolicy) -> None:
+    def _collect(self, block_s: float) -> None:
+        """Take finished calls off the result queue (waiting up to ``block_s`` for the first)."""
+        try:
+            first = (
+                self._results.get(timeout=block_s) if block_s > 0 else self._results.get_nowait()
+            )
+        except queue.Empty:
+            return
+        items = [first]
+        while True:
+            try:
+                items.append(self._results.get_nowait())
+            except queue.Empty:
+                break
+        if not self._done:
+            self._oldest_done = time.monotonic()
+        for item, result, started in items:
+            self._inflight[item.to_lan] -= 1
+            self._done.append(Attempt(item, result, started))
+
+    def _flush(self) -> None:
+        if not self._done:
+            return
         by_lan: dict[str, list[Attempt]] = {}
-        for item in done:
+        for item in self._done:
             by_lan.setdefault(item.claimed.lan, []).append(item)
+        self._done = []
         for lan, items in by_lan.items():
             transitions = record_attempts(
-                self.hub, lan, items, policy, self.worker_id, self._cipher(lan)
+                self.hub, lan, items, self._policy, self.worker_id, self._cipher(lan)
             )
-            with self._lock:
+            with self._stats_lock:
                 self._stats.add(transitions, sum(1 for i in items if i.called))
 
-    def _call(self, item: Claimed, policy: DestinationPolicy) -> tuple[CallResult, datetime]:
-        started = utcnow()
-        envelope = self._cipher(item.lan).open(item.request_enc, "outbox-request")
-        return self.client.call(envelope, item.correlation_id, policy), started
+    def _give_up(self, item: Claimed) -> None:
+        # A claim that expired after its last allowed attempt: no further call.
+        lost = CallResult("retry", "LEASE", "the worker of the last attempt stopped")
+        if not self._done:
+            self._oldest_done = time.monotonic()
+        self._done.append(Attempt(item, lost, utcnow(), called=False))
 
-    def _serve(self, to_lan: str, lans: list[str]) -> None:
-        policy = self.settings.policy(to_lan)
-        limiter = self._limiter(to_lan, policy)
-        pool = self._send_pool(to_lan, policy)
-        batch = self._batch(policy)
-        pending: deque[Claimed] = deque()
-        inflight: dict[Future[tuple[CallResult, datetime]], Claimed] = {}
-        done: list[Attempt] = []
-        last_flush = time.monotonic()
-        last_claim_empty = False
+    def _loop(self, *, until_idle: bool) -> None:
+        """Claim, send within the caps, record; return when idle (``until_idle``) or stopped."""
+        lans = self.member_lans()
+        active: set[str] = set()
+        scanned_at = -math.inf
         while not self._stop.is_set():
-            if len(pending) <= batch // 2 and not (last_claim_empty and inflight):
-                fresh = self._claim_fair(to_lan, lans, batch - len(pending), policy)
-                pending.extend(fresh)
-                last_claim_empty = not fresh
-            if not pending and not inflight:
-                break
-            if pending and len(inflight) < policy.concurrency:
-                item = pending.popleft()
-                if item.attempt > policy.max_attempts:
-                    # A claim that expired after its last allowed attempt: give up, do not call.
-                    lost = CallResult("retry", "LEASE", "the worker of the last attempt stopped")
-                    done.append(Attempt(item, lost, utcnow(), called=False))
-                    continue
-                if not limiter.acquire(self._stop):
-                    pending.appendleft(item)
-                    break
-                inflight[pool.submit(self._call, item, policy)] = item
-            elif inflight:
-                # Wake up for a finished call, or now and then to see whether more became due.
-                wait(list(inflight), timeout=0.2, return_when=FIRST_COMPLETED)
-                if last_claim_empty and not pending:
-                    last_claim_empty = False
-            for future in [f for f in inflight if f.done()]:
-                item = inflight.pop(future)
-                result, started = future.result()
-                done.append(Attempt(item, result, started))
             now = time.monotonic()
-            idle = not (inflight or pending)
-            if done and (len(done) >= batch or now - last_flush > 0.25 or idle):
-                self._flush(to_lan, done, policy)
-                done, last_flush = [], now
-        for future in list(inflight):
-            item = inflight.pop(future)
-            result, started = future.result()
-            done.append(Attempt(item, result, started))
-        if done:
-            self._flush(to_lan, done, policy)
-        # Anything claimed but not sent (we were stopped) is picked up again when its lease ends.
+            if now - scanned_at >= self.settings.poll_interval_s:
+                # New work (a record queued, a resend pause ended) shows up here.
+                if scanned_at > -math.inf:
+                    lans = self.member_lans()
+                for lan in lans:
+                    due = due_destinations(self.hub, lan)
+                    self._work.update((lan, to_lan) for to_lan in due)
+                    active |= due
+                scanned_at = now
+            wake = now + self.settings.poll_interval_s
+            for to_lan in sorted(active):
+                policy = self._policy(to_lan)
+                pending = self._pending.setdefault(to_lan, deque())
+                inflight = self._inflight.setdefault(to_lan, 0)
+                batch = self._batch(policy)
+                empty_at = self._empty_at.get(to_lan)
+                if len(pending) <= batch // 2 and (empty_at is None or now - empty_at > RECLAIM_S):
+                    fresh = self._claim_fair(to_lan, lans, batch - len(pending))
+                    pending.extend(fresh)
+                    if fresh:
+                        self._empty_at.pop(to_lan, None)
+                    else:
+                        self._empty_at[to_lan] = now
+                limiter = self._limiter(to_lan)
+                while pending and inflight < policy.concurrency:
+                    if pending[0].attempt > policy.max_attempts:
+                        self._give_up(pending.popleft())
+                        continue
+                    wait_s = limiter.try_acquire()
+                    if wait_s > 0:
+                        wake = min(wake, time.monotonic() + wait_s)
+                        break
+                    item = pending.popleft()
+                    inflight += 1
+                    self._calls.submit(self._call, item, policy)
+                self._inflight[to_lan] = inflight
+                if pending and inflight < policy.concurrency:
+                    pass  # waiting for the limiter: wake is set
+                elif not pending and to_lan in self._empty_at:
+                    wake = min(wake, self._empty_at[to_lan] + RECLAIM_S)
+                if not pending and not inflight and to_lan in self._empty_at:
+                    active.discard(to_lan)  # nothing due here; a later scan brings it back
+            busy = any(self._inflight.get(d, 0) for d in self._inflight)
+            waiting = any(self._pending.get(d) for d in active)
+            if until_idle and not active and not busy and not waiting:
+                break
+            if self._done and (
+                len(self._done) >= FLUSH_ROWS
+                or time.monotonic() - self._oldest_done >= FLUSH_S
+                or not busy
+            ):
+                self._flush()
+            self._collect(block_s=max(0.0, min(wake - time.monotonic(), FLUSH_S)) if busy else 0.0)
+            if not busy and not self._done:
+                # Nothing in flight: wait for the limiter or the next look at the outboxes.
+                pause = max(0.0, wake - time.monotonic())
+                if pause and self._stop.wait(min(pause, self.settings.poll_interval_s)):
+                    break
+        self._collect(block_s=0.0)
+        # Calls still in flight (we were stopped) are recorded by close().
+        if not self._stop.is_set() or not any(self._inflight.values()):
+            self._flush()
 
 
 def run_senders_once(hub: Hub, settings: ConsumerSettings | None = None) -> SendStats:

@@ -85,8 +85,8 @@ class ConsumerSettings:
     dev_identity_header: str | None = DEV_CONSUMER_HEADER
     default_policy: DestinationPolicy = field(default_factory=DestinationPolicy)
     policies: Mapping[str, DestinationPolicy] = field(default_factory=dict)
-    #: Records claimed per destination at once (in addition to one second's worth at the cap).
-    claim_batch: int = 20
+    #: Records claimed per destination at once when uncapped (capped: one second's worth).
+    claim_batch: int = 100
     #: How often the worker looks for due records when idle.
     poll_interval_s: float = 1.0
 
@@ -192,6 +192,6 @@ def load_consumer_settings(
         dev_identity_header=DEV_CONSUMER_HEADER if is_dev and cert is None else None,
         default_policy=default,
         policies=policies,
-        claim_batch=env_int(env, "AGENTHUB_SEND_CLAIM_BATCH", 20, minimum=1),
+        claim_batch=env_int(env, "AGENTHUB_SEND_CLAIM_BATCH", 100, minimum=1),
         poll_interval_s=env_int(env, "AGENTHUB_SEND_POLL_MS", 1000, minimum=10) / 1000.0,
     )
