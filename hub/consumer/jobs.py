@@ -1,8 +1,9 @@
 """Jobs of the consumer side, registered into the worker's scheduler.
 
-``outbox.send`` ticks the :class:`~hub.consumer.sender.Dispatcher` every poll interval (it only
-starts sender tasks for destinations with due records, so a tick is cheap and never blocks the
-scheduler); ``outbox.receipts`` writes owed receipts to the regions' drops.
+``outbox.send`` ticks the :class:`~hub.consumer.sender.Dispatcher` every poll interval: a tick
+only makes sure the dispatcher's coordinator thread runs (and restarts it if it died), so it is
+cheap and never holds a scheduler thread. ``outbox.receipts`` writes owed receipts to the
+regions' drops.
 """
 
 from __future__ import annotations
