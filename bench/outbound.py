@@ -86,9 +86,13 @@ def free_port() -> int:
 
 
 class Sim:
-    """``agenthub ntjp-sim`` in its own process, every destination routed to ``mock_url``."""
+    """The simulator in its own process, every destination routed to ``mock_url``.
 
-    def __init__(self, folder: Path, mock_url: str) -> None:
+    ``server`` "gunicorn" (default): one process, 32 threads, keep-alive (see bench/sim_wsgi.py);
+    "werkzeug": ``agenthub ntjp-sim`` as a region would run it.
+    """
+
+    def __init__(self, folder: Path, mock_url: str, server: str = "gunicorn") -> None:
         self.port = free_port()
         config = folder / f"routes-{self.port}.toml"
         lines = ['[sim]\ninstance_id = "BENCH SIM"\nload_mocks = false\n']
@@ -97,8 +101,25 @@ class Sim:
         ]
         lines.append('[[authorisations]]\nconsumer_hsaid = "*"\nlogical_address = "SE"\n')
         config.write_text("\n".join(lines))
-        self.process = subprocess.Popen(
-            [
+        if server == "gunicorn":
+            command = [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-w",
+                "1",
+                "-k",
+                "gthread",
+                "--threads",
+                "32",
+                "--keep-alive",
+                "30",
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "bench.sim_wsgi:app",
+            ]
+        else:
+            command = [
                 sys.executable,
                 "-m",
                 "hub.cli",
@@ -107,9 +128,11 @@ class Sim:
                 str(self.port),
                 "--config",
                 str(config),
-            ],
+            ]
+        self.process = subprocess.Popen(
+            command,
             cwd=REPO,
-            env={**os.environ, "AGENTHUB_LOG_LEVEL": "warning"},
+            env={**os.environ, "AGENTHUB_LOG_LEVEL": "warning", "AGENTHUB_SIM_CONFIG": str(config)},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -177,13 +200,18 @@ def queue_records(hub: Hub, n: int) -> float:
     """Queue n records spread over the destinations; return seconds taken."""
     rng = random.Random(20261122)
     today = swedish_today()
+    seen: set[str] = set()
     batches: dict[str, list[Approval]] = defaultdict(list)
     for i in range(n):
         dest = DESTINATIONS[i % len(DESTINATIONS)]
         lan = MEMBERS[(i // len(DESTINATIONS)) % 2][0]
         if lan == dest:
             lan = MEMBERS[0][0] if lan == MEMBERS[1][0] else MEMBERS[1][0]
-        info = sample_information(SCENARIOS[i % 3], pnr=generate(rng), sending_lan=lan, today=today)
+        pnr = generate(rng)
+        while pnr in seen:  # distinct women, so no record is a duplicate of another
+            pnr = generate(rng)
+        seen.add(pnr)
+        info = sample_information(SCENARIOS[i % 3], pnr=pnr, sending_lan=lan, today=today)
         batches[lan].append(Approval(dest, info, f"bench:{i}"))
     started = time.perf_counter()
     for lan, approvals in batches.items():
@@ -324,6 +352,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2,000 records")
     parser.add_argument("--records", type=int, help="number of records (default 20,000)")
     parser.add_argument("--db", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument(
+        "--sim-server",
+        choices=["gunicorn", "werkzeug"],
+        default="gunicorn",
+        help="how the simulator is served (werkzeug = agenthub ntjp-sim)",
+    )
     args = parser.parse_args()
     n = args.records or (2_000 if args.quick else 20_000)
     rows: list[tuple[str, str, str]] = []
@@ -341,7 +375,7 @@ def main() -> int:
         )
         bodies = envelopes(hub)
 
-        sim = Sim(folder, "mock:")
+        sim = Sim(folder, "mock:", args.sim_server)
         try:
             # (a) caps on.
             capped = settings_for(sim.url, rate_per_s=10, pause_ms=50, max_attempts=5)
@@ -386,7 +420,7 @@ def main() -> int:
             sim.stop()
 
         # (c) 1 % injected faults, against a fresh simulator (its mock counts attempts).
-        sim = Sim(folder, FAULTS)
+        sim = Sim(folder, FAULTS, args.sim_server)
         try:
             reset(hub)
             max_attempts = 4
@@ -435,6 +469,7 @@ def main() -> int:
     width = max(len(r[1]) for r in rows)
     print(
         f"\noutbound benchmark: {n:,} records, {len(DESTINATIONS)} destinations, db={args.db}, "
+        f"simulator on {args.sim_server}, "
         f"{os.cpu_count()} CPUs\n"
     )
     for phase, what, result in rows:
