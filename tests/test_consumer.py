@@ -698,3 +698,35 @@ def test_enqueue_many_queues_a_batch_and_reports_each_refusal(
         (B, "x:1"),
         (C, "x:4"),
     }
+
+
+def test_cli_ntjp_sim_serves_the_simulator(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import requests
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "ntjp-sim", "--port", str(port)],
+        env={**os.environ, "AGENTHUB_LOG_LEVEL": "warning"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "the simulator did not start"
+                time.sleep(0.1)
+        assert answer.status_code == 200 and "NTjP simulator" in answer.text
+    finally:
+        process.terminate()
+        process.wait(10)
