@@ -67,6 +67,8 @@ RECLAIM_S = 0.2
 FLUSH_S = 0.5
 #: Results written in one transaction at most.
 FLUSH_ROWS = 500
+#: Time the coordinator spends on claims before it dispatches again.
+CLAIM_BUDGET_S = 0.05
 #: Capped destinations claim this many seconds of calls at a time.
 CLAIM_HORIZON_S = 5.0
 #: Threads making HTTP calls (shared by all destinations; each keeps its own connections).
@@ -411,6 +413,60 @@ class Dispatcher:
             self._oldest_done = time.monotonic()
         self._done.append(Attempt(item, lost, utcnow(), called=False))
 
+    def _dispatch(self, active: set[str]) -> float:
+        """Hand due calls to the pool within each destination's cap and concurrency; return
+        the monotonic time at which the next one may go.
+        """
+        wake = math.inf
+        for to_lan in sorted(active):
+            policy = self._policy(to_lan)
+            pending = self._pending.setdefault(to_lan, deque())
+            inflight = self._inflight.setdefault(to_lan, 0)
+            limiter = self._limiter(to_lan)
+            while pending and inflight < policy.concurrency:
+                if pending[0].attempt > policy.max_attempts:
+                    self._give_up(pending.popleft())
+                    continue
+                wait_s = limiter.try_acquire()
+                if wait_s > 0:
+                    wake = min(wake, time.monotonic() + wait_s)
+                    break
+                item = pending.popleft()
+                inflight += 1
+                self._calls.submit(self._call, item, policy)
+            self._inflight[to_lan] = inflight
+            if not pending and not inflight and to_lan in self._empty_at:
+                active.discard(to_lan)  # nothing due here; a later scan brings it back
+        return wake
+
+    def _refill(self, active: set[str], lans: list[str]) -> float:
+        """Claim for destinations running low, the lowest first, within a small time budget
+        (claims must not hold up the calls of the others); return when to look again.
+        """
+        now = time.monotonic()
+        low = []
+        for to_lan in active:
+            pending = self._pending.setdefault(to_lan, deque())
+            empty_at = self._empty_at.get(to_lan)
+            if empty_at is not None and now - empty_at <= RECLAIM_S:
+                continue
+            if len(pending) <= self._batch(self._policy(to_lan)) // 2:
+                low.append((len(pending), to_lan))
+        wake = min(
+            (at + RECLAIM_S for d, at in self._empty_at.items() if d in active), default=math.inf
+        )
+        for done, (_, to_lan) in enumerate(sorted(low)):
+            if done and time.monotonic() - now > CLAIM_BUDGET_S:
+                return now  # more to claim: come back right after the next dispatch
+            pending = self._pending[to_lan]
+            fresh = self._claim_fair(to_lan, lans, self._batch(self._policy(to_lan)) - len(pending))
+            pending.extend(fresh)
+            if fresh:
+                self._empty_at.pop(to_lan, None)
+            else:
+                self._empty_at[to_lan] = time.monotonic()
+        return wake
+
     def _loop(self, *, until_idle: bool) -> None:
         """Claim, send within the caps, record; return when idle (``until_idle``) or stopped."""
         lans = self.member_lans()
@@ -425,42 +481,15 @@ class Dispatcher:
                 for lan in lans:
                     due = due_destinations(self.hub, lan)
                     self._work.update((lan, to_lan) for to_lan in due)
+                    for to_lan in due:
+                        self._empty_at.pop(to_lan, None)  # fresh evidence of work: claim now
                     active |= due
                 scanned_at = now
             wake = now + self.settings.poll_interval_s
-            for to_lan in sorted(active):
-                policy = self._policy(to_lan)
-                pending = self._pending.setdefault(to_lan, deque())
-                inflight = self._inflight.setdefault(to_lan, 0)
-                batch = self._batch(policy)
-                empty_at = self._empty_at.get(to_lan)
-                if len(pending) <= batch // 2 and (empty_at is None or now - empty_at > RECLAIM_S):
-                    fresh = self._claim_fair(to_lan, lans, batch - len(pending))
-                    pending.extend(fresh)
-                    if fresh:
-                        self._empty_at.pop(to_lan, None)
-                    else:
-                        self._empty_at[to_lan] = now
-                limiter = self._limiter(to_lan)
-                while pending and inflight < policy.concurrency:
-                    if pending[0].attempt > policy.max_attempts:
-                        self._give_up(pending.popleft())
-                        continue
-                    wait_s = limiter.try_acquire()
-                    if wait_s > 0:
-                        wake = min(wake, time.monotonic() + wait_s)
-                        break
-                    item = pending.popleft()
-                    inflight += 1
-                    self._calls.submit(self._call, item, policy)
-                self._inflight[to_lan] = inflight
-                if pending and inflight < policy.concurrency:
-                    pass  # waiting for the limiter: wake is set
-                elif not pending and to_lan in self._empty_at:
-                    wake = min(wake, self._empty_at[to_lan] + RECLAIM_S)
-                if not pending and not inflight and to_lan in self._empty_at:
-                    active.discard(to_lan)  # nothing due here; a later scan brings it back
-            busy = any(self._inflight.get(d, 0) for d in self._inflight)
+            wake = min(wake, self._dispatch(active))
+            wake = min(wake, self._refill(active, lans))
+            wake = min(wake, self._dispatch(active))  # what the claims brought goes out now
+            busy = any(self._inflight.values())
             waiting = any(self._pending.get(d) for d in active)
             if until_idle and not active and not busy and not waiting:
                 break
@@ -470,12 +499,11 @@ class Dispatcher:
                 or not busy
             ):
                 self._flush()
-            self._collect(block_s=max(0.0, min(wake - time.monotonic(), FLUSH_S)) if busy else 0.0)
-            if not busy and not self._done:
-                # Nothing in flight: wait for the limiter or the next look at the outboxes.
-                pause = max(0.0, wake - time.monotonic())
-                if pause and self._stop.wait(min(pause, self.settings.poll_interval_s)):
-                    break
+            pause = max(0.0, min(wake - time.monotonic(), FLUSH_S))
+            if busy:
+                self._collect(block_s=pause)
+            elif pause and not self._done and self._stop.wait(pause):
+                break  # nothing in flight: waited for the limiter or the next look
         self._collect(block_s=0.0)
         # Calls still in flight (we were stopped) are recorded by close().
         if not self._stop.is_set() or not any(self._inflight.values()):
