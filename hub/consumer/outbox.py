@@ -61,7 +61,7 @@ from hub.contract.personnummer import mask, mask_text
 from hub.contract.regions import REGIONS
 from hub.contract.serialise import information_to_element
 from hub.contract.validate import swedish_today, validate_request
-from hub.messages import canonical_bytes, log_access
+from hub.messages import canonical_bytes, log_access, region_cipher
 from hub.tables import access_log
 from hub.tenancy.keys import RegionCipher
 from hub.tenancy.registry import Region, audit, get_region
@@ -86,12 +86,6 @@ def aware(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
-
-
-def region_cipher(hub: Hub, lan: str) -> RegionCipher:
-    """The region's cipher (its key unwrapped once per process)."""
-    with hub.db.hub.connect() as connection:
-        return hub.keys.cipher(connection, lan)
 
 
 # --- enqueue ----------------------------------------------------------------------------------

@@ -37,11 +37,12 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from hub.consumer.outbox import aware, region_cipher, utcnow
+from hub.consumer.outbox import aware, utcnow
 from hub.consumer.tables import FINAL_STATES, outbox
 from hub.context import Hub
 from hub.contract.personnummer import mask
 from hub.drops.base import RECEIPTS, Drop, DropError
+from hub.messages import region_cipher
 from hub.tenancy.registry import Region, list_regions
 
 log = logging.getLogger(__name__)

@@ -48,7 +48,6 @@ from hub.consumer.outbox import (
     next_due_at,
     pending_count,
     record_attempts,
-    region_cipher,
     utcnow,
 )
 from hub.consumer.receipts import write_receipts
@@ -56,6 +55,7 @@ from hub.consumer.settings import ConsumerSettings, DestinationPolicy, load_cons
 from hub.consumer.tables import DELIVERED, FAILED, QUEUED, REFUSED
 from hub.context import Hub
 from hub.contract.validate import swedish_today
+from hub.messages import region_cipher
 from hub.tenancy.keys import RegionCipher
 from hub.tenancy.registry import list_regions
 
