@@ -86,9 +86,11 @@ def generate(rng: random.Random, *, born: datetime.date | None = None) -> str:
 # 10-digit YYMMDD[-+]NNNN whose date part looks like a date (day 61–91 included: samordningsnummer
 # are personal data too). Not after "SE": HSA-ids are SE + an organisation number, not persons.
 MASK_RE: Final = re.compile(
-    r"(?<![0-9])(?<!SE)"
+    # Not digits inside an HSA-id (SE…) or a UUID (groups joined by "-" to four hex characters):
+    # masking must not mangle the record and message ids operators search the log for.
+    r"(?<![0-9])(?<!SE)(?<![0-9a-fA-F]{4}-)"
     r"(?P<date>[0-9]{8}|[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01]|6[1-9]|[78][0-9]|9[01]))"
-    r"(?P<sep>[-+]?)[0-9]{4}(?![0-9])"
+    r"(?P<sep>[-+]?)[0-9]{4}(?![0-9])(?!-[0-9a-fA-F]{4})"
 )
 
 
