@@ -442,21 +442,23 @@ class SftpDrop(Drop):
             log.info("%s does not support fsync@openssh.com; writes are not fsynced", self.url)
             self._fsync_supported = False
 
+    def _require_base(self, sftp: paramiko.SFTPClient) -> None:
+        # The region's server decides where the account may write: a missing base is permanent.
+        try:
+            base = sftp.stat(self.base_path)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+            raise DropUnavailable(f"{self.url}: base path does not exist", permanent=True) from exc
+        if base.st_mode is None or not stat.S_ISDIR(base.st_mode):
+            raise DropUnavailable(f"{self.url}: base path is not a directory", permanent=True)
+
     # -- the Drop operations ----------------------------------------------------------------
 
     def ensure_layout(self) -> None:
         """Create missing layout folders; the base path itself must already exist."""
         with self._remote(f"cannot create layout in {self.url}") as sftp:
-            try:
-                base = sftp.stat(self.base_path)
-            except OSError as exc:
-                if exc.errno != errno.ENOENT:
-                    raise
-                raise DropUnavailable(
-                    f"{self.url}: base path does not exist", permanent=True
-                ) from exc
-            if base.st_mode is None or not stat.S_ISDIR(base.st_mode):
-                raise DropUnavailable(f"{self.url}: base path is not a directory", permanent=True)
+            self._require_base(sftp)
             for folder in FOLDERS:
                 path = posixpath.join(self.base_path, folder)
                 if self._lexists(sftp, path):
@@ -595,16 +597,7 @@ class SftpDrop(Drop):
     def check(self) -> None:
         """Connect (or reuse the connection) and make sure the base path is a directory."""
         with self._remote(f"cannot check {self.url}") as sftp:
-            try:
-                st = sftp.stat(self.base_path)
-            except OSError as exc:
-                if exc.errno != errno.ENOENT:
-                    raise
-                raise DropUnavailable(
-                    f"{self.url}: base path does not exist", permanent=True
-                ) from exc
-            if st.st_mode is None or not stat.S_ISDIR(st.st_mode):
-                raise DropUnavailable(f"{self.url}: base path is not a directory", permanent=True)
+            self._require_base(sftp)
 
     def close(self) -> None:
         """Close the SSH connection; a later call reconnects."""
