@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -90,6 +91,10 @@ def _files(root: Path, folder: str) -> list[str]:
     return sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(settings: Settings, *, port: int, sim_port: int, once: bool, timeout: float) -> int:
     """Run the demo; with ``once`` stop after the exchange (0 if every record was delivered)."""
     from hub.consumer.outbox import enqueue, list_outbox
@@ -97,6 +102,8 @@ def run_demo(settings: Settings, *, port: int, sim_port: int, once: bool, timeou
     from hub.sim.config import default_sim_config
     from hub.sim.server import serve_sim_in_thread
 
+    # SIGTERM ends the demo like Ctrl-C, so the worker it started is stopped too.
+    signal.signal(signal.SIGTERM, _interrupt)
     hub: Hub = build_hub(settings)
     if "AGENTHUB_LOG_LEVEL" not in os.environ:
         # The demo prints its own story; request logs of three servers would bury it.
