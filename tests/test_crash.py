@@ -212,22 +212,28 @@ def _free_port() -> int:
 
 
 def _start_web(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    log = Path(env["AGENTHUB_DATA_DIR"]) / f"serve-{port}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )
+    # Generous: a restart right after SIGKILL on a loaded 2-CPU machine can take a while.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                 return proc
         except requests.RequestException:
             time.sleep(0.1)
     proc.kill()
-    raise AssertionError("agenthub serve did not come up")
+    proc.wait()
+    tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
+    raise AssertionError(f"agenthub serve did not come up (exit {proc.returncode}):\n{tail}")
 
 
 def test_web_process_killed_under_inbound_load_keeps_every_call_it_answered_ok(
