@@ -61,6 +61,7 @@ from hub.contract.personnummer import mask, mask_text
 from hub.contract.regions import REGIONS
 from hub.contract.serialise import information_to_element
 from hub.contract.validate import swedish_today, validate_request
+from hub.db import as_utc
 from hub.messages import canonical_bytes, log_access, region_cipher
 from hub.tables import access_log
 from hub.tenancy.keys import RegionCipher
@@ -81,11 +82,8 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything we store is UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+# Times read back from SQLite are naive; every time in the outbox is UTC.
+aware = as_utc
 
 
 # --- enqueue ----------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from hub.contract.personnummer import mask_text
+from hub.db import as_utc
 from hub.drops.base import DropError
 from hub.tables import hub_metadata
 
@@ -96,25 +97,18 @@ class DropState:
     config_hash: str | None = None
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything here is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def _from_row(row: object) -> DropState:
     return DropState(
         lan_code=row.lan_code,  # type: ignore[attr-defined]
         reachable=row.reachable,  # type: ignore[attr-defined]
-        last_check_at=_aware(row.last_check_at),  # type: ignore[attr-defined]
-        last_success_at=_aware(row.last_success_at),  # type: ignore[attr-defined]
-        last_failure_at=_aware(row.last_failure_at),  # type: ignore[attr-defined]
-        failing_since=_aware(row.failing_since),  # type: ignore[attr-defined]
+        last_check_at=as_utc(row.last_check_at),  # type: ignore[attr-defined]
+        last_success_at=as_utc(row.last_success_at),  # type: ignore[attr-defined]
+        last_failure_at=as_utc(row.last_failure_at),  # type: ignore[attr-defined]
+        failing_since=as_utc(row.failing_since),  # type: ignore[attr-defined]
         consecutive_failures=row.consecutive_failures or 0,  # type: ignore[attr-defined]
         last_error=row.last_error,  # type: ignore[attr-defined]
         error_permanent=bool(row.error_permanent),  # type: ignore[attr-defined]
-        next_attempt_at=_aware(row.next_attempt_at),  # type: ignore[attr-defined]
+        next_attempt_at=as_utc(row.next_attempt_at),  # type: ignore[attr-defined]
         config_hash=row.config_hash,  # type: ignore[attr-defined]
     )
 

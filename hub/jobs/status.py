@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from hub.context import Hub
+from hub.db import as_utc
 from hub.drops.regional import drop_location
 from hub.drops.state import all_states
 from hub.jobs.config import JobSettings
@@ -54,12 +55,6 @@ class WorkerSeen:
     seen_at: datetime
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def drops_status(hub: Hub, settings: JobSettings, *, check: bool = True) -> list[DropStatus]:
     """The status of every region's drop; ``check`` probes each drop now (and records it)."""
     with hub.db.hub.connect() as connection:
@@ -89,7 +84,7 @@ def drops_status(hub: Hub, settings: JobSettings, *, check: bool = True) -> list
                 reachable=state.reachable if state else None,
                 last_success_at=state.last_success_at if state else None,
                 backlog=int(pending[0]),
-                oldest_pending_at=_utc(pending[1]),
+                oldest_pending_at=as_utc(pending[1]),
                 failed=int(failed),
                 last_error=state.last_error if state and not state.reachable else None,
                 error_permanent=bool(state and state.error_permanent and not state.reachable),
@@ -111,7 +106,9 @@ def workers_seen(hub: Hub, now: datetime | None = None) -> list[WorkerSeen]:
             .order_by(worker_heartbeats.c.started_at)
         ).all()
     return [
-        WorkerSeen(r.worker_id, r.host, r.pid, _utc(r.started_at) or now, _utc(r.seen_at) or now)
+        WorkerSeen(
+            r.worker_id, r.host, r.pid, as_utc(r.started_at) or now, as_utc(r.seen_at) or now
+        )
         for r in rows
     ]
 
