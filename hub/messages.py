@@ -6,6 +6,7 @@ opens only that region's engine: region A's code path holds no handle on region 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -110,13 +111,13 @@ def canonical_bytes(element: etree._Element) -> bytes:
 
     A resend with other prefixes, attribute order or indentation is the same message.
     """
-    copy = etree.fromstring(etree.tostring(element))
-    for node in copy.iter():
+    duplicate = copy.deepcopy(element)  # never touch the caller's tree
+    for node in duplicate.iter():
         if node.text is not None and not node.text.strip() and len(node):
             node.text = None
         if node.tail is not None and not node.tail.strip():
             node.tail = None
-    data: bytes = etree.tostring(copy, method="c14n", exclusive=True)
+    data: bytes = etree.tostring(duplicate, method="c14n", exclusive=True)
     return data
 
 
