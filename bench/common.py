@@ -48,6 +48,49 @@ def tree_rss_bytes(pid: int) -> int:
     return total
 
 
+def _cpu_ticks(pid: int, with_reaped: bool) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    # utime, stime, then cutime, cstime (children already waited for) in clock ticks.
+    ticks = int(fields[11]) + int(fields[12])
+    if with_reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a process, its live descendants and reaped ones."""
+    total, stack = _cpu_ticks(pid, True), _children(pid)
+    while stack:
+        current = stack.pop()
+        total += _cpu_ticks(current, False)
+        stack.extend(_children(current))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _comm(pid: int | str) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def postgres_pid() -> int | None:
+    """The local PostgreSQL postmaster's pid (a postgres process whose parent is not one)."""
+    for entry in Path("/proc").glob("[0-9]*"):
+        if _comm(entry.name) not in ("postgres", "postmaster"):
+            continue
+        try:
+            parent = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1]
+        except (OSError, IndexError):
+            continue
+        if _comm(parent) not in ("postgres", "postmaster"):
+            return int(entry.name)
+    return None
+
+
 class Server:
     """gunicorn serving ``target`` on loopback with the given environment."""
 

@@ -15,6 +15,7 @@ import argparse
 import random
 import sys
 import tempfile
+import time
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import LoadResult, Server, run_load
+from bench.common import LoadResult, Server, postgres_pid, run_load, tree_cpu_seconds
 from hub.config import load_settings
 from hub.context import build_hub
 from hub.contract.names import ENDPOINT_PATH
@@ -74,6 +75,15 @@ def fresh_database(name: str) -> str:
     return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
 
 
+def _cpu(server: Server, pg_pid: int | None) -> tuple[float, float, float]:
+    """CPU seconds so far of the server tree, of PostgreSQL (0 if not local), of this process."""
+    return (
+        tree_cpu_seconds(server.process.pid),
+        tree_cpu_seconds(pg_pid) if pg_pid else 0.0,
+        time.process_time(),
+    )
+
+
 def main() -> int:
     """Run the benchmark and print its table; exit 1 when a target is missed."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -118,14 +128,22 @@ def main() -> int:
     baseline = Server("bench.baseline_app:app", env, log=workdir / "baseline.log", **shape)
     hub_server = Server("hub.wsgi:app", env, log=workdir / "hub.log", **shape)
     results: dict[tuple[str, int], LoadResult] = {}
+    # CPU milliseconds per call: server (gunicorn and its workers), PostgreSQL, load generator.
+    cpu: dict[tuple[str, int], tuple[float, float, float]] = {}
+    pg_pid = postgres_pid()
     try:
         for server in (baseline, hub_server):
             run_load(server.port, ENDPOINT_PATH, warmup, 8, b">OK<")
         for concurrency, bodies in runs.items():
             for label, server in (("baseline", baseline), ("hub", hub_server)):
                 print(f"  {label:<8} {concurrency:>3} concurrent …", flush=True)
+                before = _cpu(server, pg_pid)
                 results[(label, concurrency)] = run_load(
                     server.port, ENDPOINT_PATH, bodies, concurrency, b">OK<"
+                )
+                after = _cpu(server, pg_pid)
+                cpu[(label, concurrency)] = tuple(  # type: ignore[assignment]
+                    (b - a) / len(bodies) * 1000 for a, b in zip(before, after, strict=True)
                 )
     finally:
         baseline.stop()
@@ -144,7 +162,7 @@ def main() -> int:
     )
     print(
         f"{'app':<9}{'conc':>5}{'msgs/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'fail':>6}"
-        f"{'peak RSS MB':>13}{'ratio':>8}"
+        f"{'peak RSS MB':>13}{'ratio':>8}   CPU ms/call: server  postgres  client"
     )
     ok = True
     for concurrency in args.concurrency:
@@ -156,6 +174,7 @@ def main() -> int:
                 f"{result.percentile(99):>9.1f}{result.failures:>6}"
                 f"{server.peak_rss / 2**20:>13.0f}"
                 f"{(f'{ratio:.2f}' if label == 'hub' else '1.00'):>8}"
+                "                %6.2f  %8.2f  %6.2f" % cpu[(label, concurrency)]
             )
         ok &= mine.failures == 0 and base.failures == 0
         if concurrency == 10:
