@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from hub.config import Settings, load_settings
 from hub.contract.codes import DEFAULT_CODE_LISTS, CodeLists, load_code_lists
 from hub.db import Database
+from hub.groupcommit import GroupCommit
 from hub.logs import configure_logging
 from hub.tenancy.keys import KeyStore, load_master_key
 from hub.tenancy.routing import Router
@@ -22,12 +23,15 @@ class Hub:
     keys: KeyStore
     codes: CodeLists
     router: Router = field(init=False)
+    inbound: GroupCommit = field(init=False)
 
     def __post_init__(self) -> None:
         self.router = Router(self.db)
+        self.inbound = GroupCommit(self.db)
 
     def close(self) -> None:
-        """Release database pools."""
+        """Finish queued inbound writes, then release database pools."""
+        self.inbound.close()
         self.db.dispose()
 
 

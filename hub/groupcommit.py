@@ -1,0 +1,266 @@
+"""Group commit for inbound messages: many request threads, one transaction per region and batch.
+
+Storing a call costs a transaction, and a commit waits for the write-ahead log to reach the disk.
+Under load, the calls in flight at the same moment are written together: one writer thread per
+process takes every message queued so far, inserts each region's share with one multi-row
+statement in one transaction, commits, and only then wakes the request threads, which answer.
+An answer therefore still means "committed"; what is shared is the round trips and the disk wait.
+
+A resend is caught by the unique content hash (``ON CONFLICT DO NOTHING``), also when both copies
+arrive in the same batch. When a batch fails as a whole, each of its messages is retried in a
+transaction of its own, so one bad row fails only its own call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+
+from hub.db import Database
+from hub.tables import messages
+
+log = logging.getLogger(__name__)
+
+# Longest wait for a commit before the call gives up with a Server fault: below the platform's
+# 29 s producer timeout, so the caller hears a fault rather than a timeout. A message committed
+# after that is answered OK as a resend when the platform retries it.
+COMMIT_WAIT_SECONDS = 25.0
+# Upper bound on one batch: keeps a statement's size and the time a batch holds locks small.
+MAX_BATCH = 64
+# How often the writer logs how many messages it stored per region (INFO).
+SUMMARY_SECONDS = 60.0
+
+
+def _insert_statement(dialect: str) -> Any:
+    # Dialect-specific insert for ON CONFLICT; RETURNING tells which rows were new.
+    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        builder(messages)
+        .on_conflict_do_nothing(index_elements=[messages.c.content_hash])
+        .returning(messages.c.content_hash)
+    )
+
+
+_STATEMENTS = {name: _insert_statement(name) for name in ("postgresql", "sqlite")}
+
+
+class StoreError(Exception):
+    """The database refused a message row. The text names the error, never the row's values."""
+
+
+def _without_values(exc: BaseException) -> BaseException:
+    # PostgreSQL's own text may quote the row ("DETAIL: Failing row contains (...)"), and the
+    # statement's parameters are its personal data: keep only the first line of the server's
+    # message, and break the chain so no traceback carries the original either.
+    if not isinstance(exc, DBAPIError):
+        return exc
+    origin = exc.orig if exc.orig is not None else exc
+    first_line = (str(origin).strip().splitlines() or [""])[0]
+    return StoreError(f"{type(origin).__name__}: {first_line}")
+
+
+@dataclass(eq=False)
+class _Pending:
+    lan_code: str
+    row: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    inserted: bool = False
+    error: BaseException | None = None
+
+
+class GroupCommit:
+    """Inserts inbound message rows for many threads, sharing transactions between them."""
+
+    def __init__(self, db: Database, max_batch: int = MAX_BATCH) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._stored: dict[str, int] = {}
+        self._resends: dict[str, int] = {}
+        self._summary_at = time.monotonic()
+
+    def insert(self, lan_code: str, row: dict[str, Any]) -> bool:
+        """Insert one message row into a region's store; wait until it is committed.
+
+        Returns False when a message with the same content hash was already stored (a resend).
+        Raises what the database raised for this row, or TimeoutError when no commit came in time.
+        """
+        pending = _Pending(lan_code, row)
+        self._ensure_writer()
+        self._queue.put(pending)
+        if not pending.done.wait(COMMIT_WAIT_SECONDS):
+            raise TimeoutError("the message store did not commit in time")
+        if pending.error is not None:
+            raise pending.error
+        return pending.inserted
+
+    def close(self) -> None:
+        """Stop the writer thread after it has written what is queued."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None and self._pid == os.getpid():
+            self._queue.put(None)
+            thread.join(COMMIT_WAIT_SECONDS)
+
+    def _ensure_writer(self) -> None:
+        # Started on first use, and again in a forked child (threads do not survive a fork).
+        if self._thread is not None and self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid():
+                if self._pid not in (0, os.getpid()):
+                    # A forked child: what the parent queued is the parent's to write.
+                    self._queue = queue.SimpleQueue()
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="agenthub-group-commit", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                self.log_summary()
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            by_region: dict[str, list[_Pending]] = {}
+            for item in batch:
+                by_region.setdefault(item.lan_code, []).append(item)
+            if self.db.is_sqlite or len(by_region) == 1:
+                for lan_code, items in by_region.items():
+                    self._write_region(lan_code, items)
+            else:
+                self._write_shared(by_region)
+            now = time.monotonic()
+            if now - self._summary_at >= SUMMARY_SECONDS:
+                self.log_summary(now)
+
+    def _finish(self, item: _Pending) -> None:
+        # Counted before the caller is woken, so a summary never lags behind an answer.
+        if item.error is None:
+            counts = self._stored if item.inserted else self._resends
+            counts[item.lan_code] = counts.get(item.lan_code, 0) + 1
+        item.done.set()
+
+    def log_summary(self, now: float | None = None) -> None:
+        """Log (INFO) the messages stored and the resends answered per region since last time."""
+        now = time.monotonic() if now is None else now
+        for lan_code in sorted(set(self._stored) | set(self._resends)):
+            log.info(
+                "region %s: %d messages stored, %d resends answered in the last %.0f s",
+                lan_code,
+                self._stored.get(lan_code, 0),
+                self._resends.get(lan_code, 0),
+                now - self._summary_at,
+            )
+        self._stored, self._resends, self._summary_at = {}, {}, now
+
+    def _write_region(self, lan_code: str, items: list[_Pending]) -> None:
+        try:
+            self._write(lan_code, items)
+        except Exception as exc:
+            if len(items) == 1:
+                # It travels to the request thread, which logs it: no values in a log.
+                items[0].error = _without_values(exc)
+                self._finish(items[0])
+                return
+            # One bad row must not fail the others: each is tried in a transaction of its own.
+            log.warning("region %s: batch of %d failed; writing one by one", lan_code, len(items))
+            for item in items:
+                self._write_region(lan_code, [item])
+            return
+        for item in items:
+            self._finish(item)
+
+    def _write_shared(self, by_region: dict[str, list[_Pending]]) -> None:
+        # PostgreSQL keeps every region's schema in one database: one transaction (one commit,
+        # one wait for the disk) covers the whole batch. Should it fail, each region is retried
+        # on its own, and then each message.
+        try:
+            with self.db.hub.begin() as connection:
+                outcomes = [
+                    (items, self._insert_region(connection, lan_code, items))
+                    for lan_code, items in by_region.items()
+                ]
+        except Exception:
+            for lan_code, items in by_region.items():
+                self._write_region(lan_code, items)
+            return
+        for items, settle in outcomes:
+            settle()
+            for item in items:
+                self._finish(item)
+
+    def _insert_region(
+        self, connection: Connection, lan_code: str, items: Sequence[_Pending]
+    ) -> Callable[[], None]:
+        """Insert a region's share of a batch; return what marks each item once committed."""
+        first_of: dict[str, _Pending] = {}
+        for item in items:
+            first_of.setdefault(item.row["content_hash"], item)
+        new = _insert_rows(
+            connection,
+            [item.row for item in first_of.values()],
+            self.db.region_translate_map(lan_code),
+        )
+
+        def settle() -> None:
+            for item in items:
+                item.inserted = first_of[item.row["content_hash"]] is item and (
+                    item.row["content_hash"] in new
+                )
+                item.error = None
+
+        return settle
+
+    def _write(self, lan_code: str, items: Sequence[_Pending]) -> None:
+        # The same content twice in one batch: only the first copy goes to the database.
+        first_of: dict[str, _Pending] = {}
+        for item in items:
+            first_of.setdefault(item.row["content_hash"], item)
+        engine = self.db.region(lan_code)
+        with engine.begin() as connection:
+            new = _insert_rows(connection, [item.row for item in first_of.values()])
+        for item in items:
+            item.inserted = first_of[item.row["content_hash"]] is item and (
+                item.row["content_hash"] in new
+            )
+            item.error = None
+
+
+def _insert_rows(
+    connection: Connection,
+    rows: list[dict[str, Any]],
+    translate: dict[str | None, str | None] | None = None,
+) -> set[str]:
+    """Insert rows (a multi-row statement); return the content hashes that were new."""
+    statement = _STATEMENTS[connection.dialect.name]
+    options = {"schema_translate_map": translate} if translate is not None else {}
+    result = connection.execute(statement, rows, execution_options=options)
+    return {row[0] for row in result}
+
+
+__all__ = ["COMMIT_WAIT_SECONDS", "GroupCommit", "StoreError"]

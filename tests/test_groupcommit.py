@@ -1,0 +1,227 @@
+"""Group commit of inbound messages: shared transactions, resends, and one bad row among many."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from hub.context import Hub
+from hub.groupcommit import GroupCommit, StoreError
+from hub.tables import messages
+from hub.tenancy.registry import Region
+
+
+def _row(lan: str, content_hash: str | None = None, **changes: Any) -> dict[str, Any]:
+    row = {
+        "id": str(uuid.uuid4()),
+        "received_at": datetime.now(UTC),
+        "logical_address": lan,
+        "sender_hsaid": "SE-test",
+        "original_consumer_hsaid": None,
+        "correlation_id": None,
+        "content_hash": content_hash or uuid.uuid4().hex,
+        "pnr_hash": uuid.uuid4().hex,
+        "pnr_enc": os.urandom(40),
+        "body_enc": os.urandom(300),
+        "fields_enc": os.urandom(100),
+        "kind": "information",
+        "summary": {"exclusion": False},
+        "result_code": "OK",
+        "result_text": None,
+        "delivery_state": "pending",
+        "delivery_attempts": 0,
+    }
+    row.update(changes)
+    return row
+
+
+def _count(hub: Hub, lan: str) -> int:
+    with hub.db.region(lan).connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(messages)).scalar_one())
+
+
+class _CountingQueue(queue.SimpleQueue[Any]):
+    """A queue that counts what was ever put in it, so a test knows when every call arrived."""
+
+    def __init__(self) -> None:
+        self.puts = 0
+        self._count_lock = threading.Lock()
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        with self._count_lock:  # += from many threads would lose counts
+            self.puts += 1
+
+
+class _Gate(GroupCommit):
+    """A writer that holds its first batch until released, so later calls queue up behind it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.release = threading.Event()
+        self.batches: list[int] = []
+        self._queue = _CountingQueue()
+
+    def _write_region(self, lan_code: str, items: list[Any]) -> None:
+        self.release.wait(10)
+        self.batches.append(len(items))
+        super()._write_region(lan_code, items)
+
+    def _write_shared(self, by_region: dict[str, list[Any]]) -> None:
+        self.release.wait(10)
+        self.batches.append(sum(len(items) for items in by_region.values()))
+        super()._write_shared(by_region)
+
+
+def _release_when_all_arrived(writer: _Gate, count: int) -> None:
+    """Release the gate once every call is either held by the writer or queued behind it."""
+    assert isinstance(writer._queue, _CountingQueue)
+    deadline = time.monotonic() + 10
+    while writer._queue.puts < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+    writer.release.set()
+
+
+def _in_threads(calls: list[Callable[[], Any]]) -> tuple[list[threading.Thread], list[Any]]:
+    results: list[Any] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except Exception as exc:  # the test looks at what each call got
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    return threads, results
+
+
+def test_calls_in_flight_share_a_batch_across_regions(
+    hub: Hub, regions_ab: tuple[Region, Region]
+) -> None:
+    a, b = regions_ab
+    writer = _Gate(hub.db)
+    try:
+        rows = [_row(a.lan_code if i % 2 else b.lan_code) for i in range(12)]
+        threads, results = _in_threads(
+            [lambda r=r: writer.insert(r["logical_address"], r) for r in rows]
+        )
+        # Everything queues behind the held first batch, then goes in together.
+        _release_when_all_arrived(writer, 12)
+        for thread in threads:
+            thread.join(10)
+        assert results == [True] * 12
+        # Twelve calls in two batches (the held one, then the rest): at most four transactions,
+        # since SQLite has one per region and batch, PostgreSQL one per batch.
+        assert sum(writer.batches) == 12 and len(writer.batches) <= 4
+        assert max(writer.batches) >= 5
+        assert _count(hub, a.lan_code) == 6 and _count(hub, b.lan_code) == 6
+    finally:
+        writer.close()
+
+
+def test_the_same_content_twice_in_one_batch_is_stored_once(
+    hub: Hub, regions_ab: tuple[Region, Region]
+) -> None:
+    a, b = regions_ab
+    writer = _Gate(hub.db)
+    try:
+        blocker = _row(a.lan_code)
+        same = uuid.uuid4().hex
+        rows = [_row(a.lan_code, same), _row(a.lan_code, same), _row(b.lan_code, same)]
+        threads, results = _in_threads(
+            [lambda r=r: writer.insert(r["logical_address"], r) for r in [blocker, *rows]]
+        )
+        _release_when_all_arrived(writer, 4)
+        for thread in threads:
+            thread.join(10)
+        # One of the two copies for A is new, the other a resend; B's store is its own.
+        assert results[0] is True
+        assert sorted(results[1:3]) == [False, True]
+        assert results[3] is True
+        assert _count(hub, a.lan_code) == 2 and _count(hub, b.lan_code) == 1
+        # And a later resend of stored content is recognised too.
+        assert writer.insert(a.lan_code, _row(a.lan_code, same)) is False
+    finally:
+        writer.close()
+
+
+def test_one_bad_row_fails_only_its_own_call(hub: Hub, regions_ab: tuple[Region, Region]) -> None:
+    a, b = regions_ab
+    writer = _Gate(hub.db)
+    try:
+        good = [_row(a.lan_code), _row(b.lan_code), _row(a.lan_code)]
+        bad = _row(a.lan_code, kind=None)  # NOT NULL: the database refuses this row only
+        threads, results = _in_threads(
+            [lambda r=r: writer.insert(r["logical_address"], r) for r in [good[0], bad, *good[1:]]]
+        )
+        _release_when_all_arrived(writer, 4)
+        for thread in threads:
+            thread.join(10)
+        assert results[0] is True and results[2] is True and results[3] is True
+        assert isinstance(results[1], Exception)
+        assert _count(hub, a.lan_code) == 2 and _count(hub, b.lan_code) == 1
+    finally:
+        writer.close()
+
+
+def test_a_database_error_reaches_the_caller_without_parameters(
+    hub: Hub, add_region: Callable[..., Region]
+) -> None:
+    region = add_region("14", "SE2321000131", "VGR")
+    bad = _row(region.lan_code, kind=None)
+    with pytest.raises(StoreError) as caught:
+        hub.inbound.insert(region.lan_code, bad)
+    assert "kind" in str(caught.value)  # names what the database refused...
+    # ...but no value of the row, neither in its text nor in a chained exception.
+    assert bad["pnr_hash"] not in str(caught.value) and bad["id"] not in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
+    # The writer lives on after a failure.
+    assert hub.inbound.insert(region.lan_code, _row(region.lan_code)) is True
+
+
+def test_counts_per_region_are_logged_not_each_message(
+    hub: Hub, regions_ab: tuple[Region, Region], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = regions_ab
+    same = uuid.uuid4().hex
+    for row in (_row(a.lan_code), _row(a.lan_code, same), _row(a.lan_code, same), _row(b.lan_code)):
+        hub.inbound.insert(row["logical_address"], row)
+    with caplog.at_level(logging.INFO, logger="hub.groupcommit"):
+        hub.inbound.log_summary()
+    lines = [r.getMessage() for r in caplog.records if r.name == "hub.groupcommit"]
+    assert any(
+        line.startswith(f"region {a.lan_code}: 2 messages stored, 1 resends") for line in lines
+    )
+    assert any(
+        line.startswith(f"region {b.lan_code}: 1 messages stored, 0 resends") for line in lines
+    )
+
+
+def test_the_writer_restarts_in_a_forked_child_and_stops_on_close(
+    hub: Hub, add_region: Callable[..., Region]
+) -> None:
+    region = add_region("14", "SE2321000131", "VGR")
+    writer = GroupCommit(hub.db)
+    assert writer.insert(region.lan_code, _row(region.lan_code)) is True
+    first, first_queue = writer._thread, writer._queue
+    writer._pid = -1  # as a forked child sees it: the thread belongs to another process
+    assert writer.insert(region.lan_code, _row(region.lan_code)) is True
+    assert writer._thread is not first and writer._thread is not None
+    assert writer._queue is not first_queue
+    first_queue.put(None)  # a real fork leaves no such thread behind; stop the test's one
+    thread = writer._thread
+    writer.close()
+    assert not thread.is_alive()
+    assert _count(hub, region.lan_code) == 2
