@@ -34,7 +34,9 @@ def _networks(networks: tuple[str, ...]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(net, strict=False) for net in networks)
 
 
+@lru_cache(maxsize=1024)
 def _in_networks(address: str, networks: tuple[str, ...]) -> bool:
+    # Cached: callers come from a handful of addresses (the ingress), on every call.
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -42,8 +44,13 @@ def _in_networks(address: str, networks: tuple[str, ...]) -> bool:
     return any(ip in net for net in _networks(networks))
 
 
+@lru_cache(maxsize=256)
 def hsa_id_from_pem(pem: str) -> str | None:
-    """The subject serialNumber of a PEM certificate (URL-escaped or not), or None."""
+    """The subject serialNumber of a PEM certificate (URL-escaped or not), or None.
+
+    Cached: the platform calls with the same few certificates, and parsing one costs more than
+    validating a message against the schema.
+    """
     text = unquote(pem) if "%" in pem else pem
     try:
         cert = x509.load_pem_x509_certificate(text.encode())
