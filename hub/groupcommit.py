@@ -202,7 +202,12 @@ class GroupCommit:
         try:
             with self.db.hub.begin() as connection:
                 outcomes = [
-                    (items, self._insert_region(connection, lan_code, items))
+                    (
+                        items,
+                        self._insert_region(
+                            connection, items, self.db.region_translate_map(lan_code)
+                        ),
+                    )
                     for lan_code, items in by_region.items()
                 ]
         except Exception:
@@ -215,17 +220,17 @@ class GroupCommit:
                 self._finish(item)
 
     def _insert_region(
-        self, connection: Connection, lan_code: str, items: Sequence[_Pending]
+        self,
+        connection: Connection,
+        items: Sequence[_Pending],
+        translate: dict[str | None, str | None] | None = None,
     ) -> Callable[[], None]:
         """Insert a region's share of a batch; return what marks each item once committed."""
+        # The same content twice in one batch: only the first copy goes to the database.
         first_of: dict[str, _Pending] = {}
         for item in items:
             first_of.setdefault(item.row["content_hash"], item)
-        new = _insert_rows(
-            connection,
-            [item.row for item in first_of.values()],
-            self.db.region_translate_map(lan_code),
-        )
+        new = _insert_rows(connection, [item.row for item in first_of.values()], translate)
 
         def settle() -> None:
             for item in items:
@@ -237,18 +242,10 @@ class GroupCommit:
         return settle
 
     def _write(self, lan_code: str, items: Sequence[_Pending]) -> None:
-        # The same content twice in one batch: only the first copy goes to the database.
-        first_of: dict[str, _Pending] = {}
-        for item in items:
-            first_of.setdefault(item.row["content_hash"], item)
-        engine = self.db.region(lan_code)
-        with engine.begin() as connection:
-            new = _insert_rows(connection, [item.row for item in first_of.values()])
-        for item in items:
-            item.inserted = first_of[item.row["content_hash"]] is item and (
-                item.row["content_hash"] in new
-            )
-            item.error = None
+        # The region's own engine already points at its schema (or its SQLite file).
+        with self.db.region(lan_code).begin() as connection:
+            settle = self._insert_region(connection, items)
+        settle()
 
 
 def _insert_rows(

@@ -83,28 +83,31 @@ class _Gate(GroupCommit):
         super()._write_shared(by_region)
 
 
-def _release_when_all_arrived(writer: _Gate, count: int) -> None:
-    """Release the gate once every call is either held by the writer or queued behind it."""
+def _insert_together(writer: _Gate, rows: list[dict[str, Any]]) -> list[Any]:
+    """Insert each row from its own thread, as concurrent calls do; return what each call got.
+
+    The gate holds the writer's first batch until every call is either in it or queued behind
+    it, so what follows shows how calls in flight are batched.
+    """
     assert isinstance(writer._queue, _CountingQueue)
-    deadline = time.monotonic() + 10
-    while writer._queue.puts < count and time.monotonic() < deadline:
-        time.sleep(0.005)
-    writer.release.set()
-
-
-def _in_threads(calls: list[Callable[[], Any]]) -> tuple[list[threading.Thread], list[Any]]:
-    results: list[Any] = [None] * len(calls)
+    results: list[Any] = [None] * len(rows)
 
     def run(index: int) -> None:
         try:
-            results[index] = calls[index]()
+            results[index] = writer.insert(rows[index]["logical_address"], rows[index])
         except Exception as exc:  # the test looks at what each call got
             results[index] = exc
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(rows))]
     for thread in threads:
         thread.start()
-    return threads, results
+    deadline = time.monotonic() + 10
+    while writer._queue.puts < len(rows) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    writer.release.set()
+    for thread in threads:
+        thread.join(10)
+    return results
 
 
 def test_calls_in_flight_share_a_batch_across_regions(
@@ -114,13 +117,7 @@ def test_calls_in_flight_share_a_batch_across_regions(
     writer = _Gate(hub.db)
     try:
         rows = [_row(a.lan_code if i % 2 else b.lan_code) for i in range(12)]
-        threads, results = _in_threads(
-            [lambda r=r: writer.insert(r["logical_address"], r) for r in rows]
-        )
-        # Everything queues behind the held first batch, then goes in together.
-        _release_when_all_arrived(writer, 12)
-        for thread in threads:
-            thread.join(10)
+        results = _insert_together(writer, rows)
         assert results == [True] * 12
         # Twelve calls in two batches (the held one, then the rest): at most four transactions,
         # since SQLite has one per region and batch, PostgreSQL one per batch.
@@ -140,12 +137,7 @@ def test_the_same_content_twice_in_one_batch_is_stored_once(
         blocker = _row(a.lan_code)
         same = uuid.uuid4().hex
         rows = [_row(a.lan_code, same), _row(a.lan_code, same), _row(b.lan_code, same)]
-        threads, results = _in_threads(
-            [lambda r=r: writer.insert(r["logical_address"], r) for r in [blocker, *rows]]
-        )
-        _release_when_all_arrived(writer, 4)
-        for thread in threads:
-            thread.join(10)
+        results = _insert_together(writer, [blocker, *rows])
         # One of the two copies for A is new, the other a resend; B's store is its own.
         assert results[0] is True
         assert sorted(results[1:3]) == [False, True]
@@ -163,12 +155,7 @@ def test_one_bad_row_fails_only_its_own_call(hub: Hub, regions_ab: tuple[Region,
     try:
         good = [_row(a.lan_code), _row(b.lan_code), _row(a.lan_code)]
         bad = _row(a.lan_code, kind=None)  # NOT NULL: the database refuses this row only
-        threads, results = _in_threads(
-            [lambda r=r: writer.insert(r["logical_address"], r) for r in [good[0], bad, *good[1:]]]
-        )
-        _release_when_all_arrived(writer, 4)
-        for thread in threads:
-            thread.join(10)
+        results = _insert_together(writer, [good[0], bad, *good[1:]])
         assert results[0] is True and results[2] is True and results[3] is True
         assert isinstance(results[1], Exception)
         assert _count(hub, a.lan_code) == 2 and _count(hub, b.lan_code) == 1
