@@ -43,6 +43,7 @@ from sqlalchemy import delete, select, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import free_port
 from hub.config import load_settings
 from hub.consumer.client import soap_action
 from hub.consumer.outbox import Approval, enqueue_many
@@ -76,13 +77,6 @@ SCENARIOS = ("move", "sample", "treatment")
 PG = "postgresql://postgres@127.0.0.1:5432"
 FAULTS = "mock:?fault_rate=0.005&error_rate=0.005&seed=outbound"
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Sim:

@@ -57,7 +57,8 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"SFTP test server unavailable: {reason}")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on loopback (for servers the tests start)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -279,7 +280,7 @@ def _start_server(workdir: Path) -> SftpServer:
     server = SftpServer(
         workdir=workdir,
         host="127.0.0.1",
-        port=_free_port(),
+        port=free_port(),
         username=USER,
         password=password,
         private_key_path=client_key,

@@ -15,7 +15,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -43,7 +42,7 @@ from hub.jobs.delivery import deliver_all
 from hub.jobs.seed import seed_messages
 from hub.tables import access_log, messages
 from hub.tenancy.registry import Region
-from tests.sshd import SftpServer
+from tests.sshd import SftpServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 MESSAGES_PER_DROP = 1000  # two drops: 2,000 messages per database
@@ -204,13 +203,6 @@ def test_worker_killed_at_random_moments_delivers_every_message_exactly_once(
 # -- the web process -------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _start_web(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     log = Path(env["AGENTHUB_DATA_DIR"]) / f"serve-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -239,7 +231,7 @@ def _start_web(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
 def test_web_process_killed_under_inbound_load_keeps_every_call_it_answered_ok(
     hub: Hub, settings: Settings, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = process_env(settings)
     url = f"http://127.0.0.1:{port}{ENDPOINT_PATH}"
     lock = threading.Lock()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -41,7 +40,7 @@ from hub.jobs.tables import extracts
 from hub.jobs.worker import build_scheduler
 from hub.tables import access_log, messages
 from hub.tenancy.registry import Region, get_region
-from tests.sshd import SftpServer
+from tests.sshd import SftpServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = JobSettings(backoff_base_s=5, backoff_cap_s=60, lanes=2, batch_size=50)
@@ -313,13 +312,6 @@ def test_drop_settings_hold_references_to_secrets_never_secrets(
 # -- serve + worker, end to end ------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTHUB_")}
     env.update(
@@ -366,7 +358,7 @@ def test_serve_and_worker_deliver_within_seconds_and_serve_needs_no_worker(
     )
     disks = {"14": tmp_path / "drops" / "14", "01": sftp_disk}
     env = _env(settings, AGENTHUB_WORKER_DELIVER_MS="250")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}{ENDPOINT_PATH}"
     web = subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)], cwd=ROOT, env=env

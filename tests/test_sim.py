@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-import socket
 import threading
 import time
 import uuid
@@ -61,6 +60,7 @@ from hub.sim import (
 )
 from hub.sim.app import DISCOVERY_NS
 from hub.sim.config import sim_config_from_mapping
+from tests.sshd import free_port
 
 INSTANCE = "NTjP TEST"
 CONSUMER = "SE2321000131-TEST1"
@@ -417,7 +417,7 @@ def test_routing_loop_is_vp014(
 def test_loop_through_two_simulators_is_vp014(stack: ExitStack, http: requests.Session) -> None:
     # A routes to B, B routes back to A: the second visit to A must stop with VP014.
     # Each platform identifies itself to the next through the dev header, as a certificate would.
-    port_a = _free_port()
+    port_a = free_port()
     auth = (Authorisation("*", "*", "SE"),)
     common: dict[str, Any] = {
         "authorisations": auth,
@@ -662,16 +662,10 @@ def test_producer_timeout_is_vp009_without_retry(
     assert len(fake.received) == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_connection_refused_retries_once_after_pause_then_vp009(
     stack: ExitStack, http: requests.Session
 ) -> None:
-    port = _free_port()
+    port = free_port()
     route = Route("01", RESPONDER_NS, f"http://127.0.0.1:{port}/producer")
     sim = start(stack, base_config(routes=(route,), retry_pause_s=0.5))
     started = time.monotonic()
@@ -685,7 +679,7 @@ def test_retry_reaches_producer_that_comes_up_during_pause(
 ) -> None:
     # The honest proof of the retry: the first attempt is refused, the producer starts during the
     # pause, and the call succeeds with the producer having seen exactly one request.
-    port = _free_port()
+    port = free_port()
     route = Route("01", RESPONDER_NS, f"http://127.0.0.1:{port}/producer")
     sim = start(stack, base_config(routes=(route,), retry_pause_s=1.0))
     fake = FakeProducer()
@@ -826,7 +820,7 @@ def test_mock_for_another_contract_is_a_producer_fault(
 
 
 def test_mock_is_mounted_over_http(stack: ExitStack, http: requests.Session) -> None:
-    port = _free_port()
+    port = free_port()
     mock_url = f"http://127.0.0.1:{port}{MOCK_PATH}"
     config = base_config(routes=(Route("01", RESPONDER_NS, mock_url),))
     stack.enter_context(serve_sim_in_thread(config, port=port))
