@@ -13,6 +13,7 @@ transaction of its own, so one bad row fails only its own call.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -22,11 +23,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg2
+from psycopg2 import sql
+from psycopg2.extras import execute_values
 from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError
 
-from hub.db import Database
+from hub.db import Database, region_schema_name
 from hub.tables import messages
 
 log = logging.getLogger(__name__)
@@ -41,17 +45,16 @@ MAX_BATCH = 64
 SUMMARY_SECONDS = 60.0
 
 
-def _insert_statement(dialect: str) -> Any:
-    # Dialect-specific insert for ON CONFLICT; RETURNING tells which rows were new.
-    builder = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
-        builder(messages)
-        .on_conflict_do_nothing(index_elements=[messages.c.content_hash])
-        .returning(messages.c.content_hash)
-    )
-
-
-_STATEMENTS = {name: _insert_statement(name) for name in ("postgresql", "sqlite")}
+# SQLite (the embedded default): SQLAlchemy's insert; ON CONFLICT and RETURNING tell which rows
+# were new. Each region is its own file, so the statement needs no schema.
+_SQLITE_INSERT = (
+    sqlite.insert(messages)
+    .on_conflict_do_nothing(index_elements=[messages.c.content_hash])
+    .returning(messages.c.content_hash)
+)
+# Columns whose values are JSON documents (psycopg2 takes them as text; PostgreSQL casts).
+_COLUMNS = frozenset(c.name for c in messages.columns)
+_JSON_COLUMNS = frozenset(c.name for c in messages.columns if c.type.__class__.__name__ == "JSON")
 
 
 class StoreError(Exception):
@@ -62,9 +65,16 @@ def _without_values(exc: BaseException) -> BaseException:
     # PostgreSQL's own text may quote the row ("DETAIL: Failing row contains (...)"), and the
     # statement's parameters are its personal data: keep only the first line of the server's
     # message, and break the chain so no traceback carries the original either.
-    if not isinstance(exc, DBAPIError):
+    if isinstance(exc, StoreError):
+        # Raised by the PostgreSQL path inside its except block: drop the driver's error it holds.
+        exc.__cause__ = exc.__context__ = None
         return exc
-    origin = exc.orig if exc.orig is not None else exc
+    if isinstance(exc, DBAPIError):
+        origin: BaseException = exc.orig if exc.orig is not None else exc
+    elif isinstance(exc, psycopg2.Error):
+        origin = exc
+    else:
+        return exc
     first_line = (str(origin).strip().splitlines() or [""])[0]
     return StoreError(f"{type(origin).__name__}: {first_line}")
 
@@ -202,12 +212,7 @@ class GroupCommit:
         try:
             with self.db.hub.begin() as connection:
                 outcomes = [
-                    (
-                        items,
-                        self._insert_region(
-                            connection, items, self.db.region_translate_map(lan_code)
-                        ),
-                    )
+                    (items, self._insert_region(connection, lan_code, items))
                     for lan_code, items in by_region.items()
                 ]
         except Exception:
@@ -220,17 +225,14 @@ class GroupCommit:
                 self._finish(item)
 
     def _insert_region(
-        self,
-        connection: Connection,
-        items: Sequence[_Pending],
-        translate: dict[str | None, str | None] | None = None,
+        self, connection: Connection, lan_code: str, items: Sequence[_Pending]
     ) -> Callable[[], None]:
         """Insert a region's share of a batch; return what marks each item once committed."""
         # The same content twice in one batch: only the first copy goes to the database.
         first_of: dict[str, _Pending] = {}
         for item in items:
             first_of.setdefault(item.row["content_hash"], item)
-        new = _insert_rows(connection, [item.row for item in first_of.values()], translate)
+        new = _insert_rows(connection, lan_code, [item.row for item in first_of.values()])
 
         def settle() -> None:
             for item in items:
@@ -244,20 +246,50 @@ class GroupCommit:
     def _write(self, lan_code: str, items: Sequence[_Pending]) -> None:
         # The region's own engine already points at its schema (or its SQLite file).
         with self.db.region(lan_code).begin() as connection:
-            settle = self._insert_region(connection, items)
+            settle = self._insert_region(connection, lan_code, items)
         settle()
 
 
-def _insert_rows(
-    connection: Connection,
-    rows: list[dict[str, Any]],
-    translate: dict[str | None, str | None] | None = None,
+def _insert_rows(connection: Connection, lan_code: str, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert a region's rows (one multi-row statement); return the content hashes that were new."""
+    if connection.dialect.name == "postgresql":
+        return _insert_rows_postgresql(connection, region_schema_name(lan_code), rows)
+    return {row[0] for row in connection.execute(_SQLITE_INSERT, rows)}
+
+
+def _insert_rows_postgresql(
+    connection: Connection, schema: str, rows: list[dict[str, Any]]
 ) -> set[str]:
-    """Insert rows (a multi-row statement); return the content hashes that were new."""
-    statement = _STATEMENTS[connection.dialect.name]
-    options = {"schema_translate_map": translate} if translate is not None else {}
-    result = connection.execute(statement, rows, execution_options=options)
-    return {row[0] for row in result}
+    # Straight to psycopg2 inside the SQLAlchemy transaction: the statement is fixed, and
+    # SQLAlchemy's compile-and-bind per batch was a third of a web process's CPU under load
+    # (py-spy, bench/inbound.py). The schema name comes from region_schema_name (two digits).
+    columns = tuple(rows[0])
+    if any(tuple(row) != columns for row in rows) or not set(columns) <= _COLUMNS:
+        raise ValueError("message rows of one batch must have the same, known columns")
+    statement = sql.SQL(
+        "INSERT INTO {}.messages ({}) VALUES %s "
+        "ON CONFLICT (content_hash) DO NOTHING RETURNING content_hash"
+    ).format(sql.Identifier(schema), sql.SQL(", ").join(map(sql.Identifier, columns)))
+    json_at = [i for i, name in enumerate(columns) if name in _JSON_COLUMNS]
+    values = []
+    for row in rows:
+        value = list(row.values())
+        for i in json_at:
+            value[i] = json.dumps(value[i])
+        values.append(value)
+    dbapi = connection.connection.dbapi_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    try:
+        returned = execute_values(cursor, statement, values, page_size=len(values), fetch=True)
+    except psycopg2.Error as exc:
+        if isinstance(exc, psycopg2.OperationalError) or dbapi.closed:
+            connection.invalidate()  # a lost connection must not go back to the pool
+        # psycopg2's text may quote the row (DETAIL): only its first line travels on.
+        raise _without_values(exc) from None
+    finally:
+        cursor.close()
+    return {row[0] for row in returned}
 
 
 __all__ = ["COMMIT_WAIT_SECONDS", "GroupCommit", "StoreError"]

@@ -212,3 +212,31 @@ def test_the_writer_restarts_in_a_forked_child_and_stops_on_close(
     writer.close()
     assert not thread.is_alive()
     assert _count(hub, region.lan_code) == 2
+
+
+def test_a_lost_database_connection_fails_one_call_and_the_next_succeeds(
+    hub: Hub, settings: Any, add_region: Callable[..., Region]
+) -> None:
+    if settings.is_sqlite:
+        pytest.skip("a lost server connection is a PostgreSQL matter (SQLite opens a file)")
+    import psycopg2
+
+    region = add_region("14", "SE2321000131", "VGR")
+    assert hub.inbound.insert(region.lan_code, _row(region.lan_code)) is True
+    # The server ends every other session of this database, the pooled writer's among them.
+    url = settings.database_url.replace("postgresql+psycopg2://", "postgresql://")
+    with psycopg2.connect(url) as admin, admin.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    admin.close()
+    lost = _row(region.lan_code)
+    try:
+        stored = hub.inbound.insert(region.lan_code, lost)
+    except StoreError as exc:  # the call on the dead connection may fail, without values...
+        assert lost["pnr_hash"] not in str(exc)
+        stored = False
+    # ...and the writer does not hand the dead connection out again: the next call is stored.
+    assert hub.inbound.insert(region.lan_code, _row(region.lan_code)) is True
+    assert _count(hub, region.lan_code) == 2 + int(stored)
