@@ -20,15 +20,13 @@ from sqlalchemy import Connection, insert, select
 
 from hub.context import Hub
 from hub.contract.model import CervixScreeningInformation
-from hub.contract.names import RESPONDER_NS
+from hub.contract.names import PAYLOAD_TAG
 from hub.contract.personnummer import mask
 from hub.contract.validate import swedish_today, validate_request
 from hub.tables import access_log, messages
 from hub.tenancy.keys import RegionCipher
 
 log = logging.getLogger(__name__)
-
-_INFO_TAG = f"{{{RESPONDER_NS}}}cervixScreeningInformation"
 
 
 def region_cipher(hub: Hub, lan_code: str) -> RegionCipher:
@@ -89,7 +87,7 @@ def receive(
     if route.region is None or verdict.result_code == "ERROR" or verdict.information is None:
         texts = [t for t in (route.reason, verdict.result_text()) if t]
         return Answer("ERROR", "; ".join(texts) or "the request was refused")
-    info_element = body_element.find(_INFO_TAG)
+    info_element = body_element.find(PAYLOAD_TAG)
     assert info_element is not None  # the XSD made sure it is there
     return _store(
         hub,

@@ -43,7 +43,6 @@ SERVICE: Final = "ProcessCervixScreeningInformationResponderService"
 PORT: Final = "ProcessCervixScreeningInformationResponderPort"
 
 _OPERATION_TAG: Final = f"{{{RESPONDER_NS}}}{OPERATION}"
-_PAYLOAD_TAG: Final = f"{{{RESPONDER_NS}}}cervixScreeningInformation"
 _RESPONSE_TAG: Final = f"{{{RESPONDER_NS}}}ProcessCervixScreeningInformationResponse"
 _FAULT_TAG: Final = f"{{{SOAP11_ENV_NS}}}Fault"
 _VP_RE: Final = re.compile(r"^\s*(VP[0-9]{3})\b")

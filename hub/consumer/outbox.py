@@ -55,7 +55,7 @@ from hub.consumer.tables import (
 )
 from hub.context import Hub
 from hub.contract.model import CervixScreeningInformation
-from hub.contract.names import OPERATION, RESPONDER_NS
+from hub.contract.names import OPERATION, PAYLOAD_TAG, RESPONDER_NS
 from hub.contract.parse import information_from_element
 from hub.contract.personnummer import mask, mask_text
 from hub.contract.regions import REGIONS
@@ -70,7 +70,6 @@ from hub.tenancy.registry import Region, audit, get_region
 log = logging.getLogger(__name__)
 
 _OPERATION_TAG = f"{{{RESPONDER_NS}}}{OPERATION}"
-_PAYLOAD_TAG = f"{{{RESPONDER_NS}}}cervixScreeningInformation"
 
 
 class OutboxError(ValueError):
@@ -107,11 +106,11 @@ def _payload_element(
         return information_to_element(information_or_element)
     element = information_or_element
     if element.tag == _OPERATION_TAG:
-        found = element.find(_PAYLOAD_TAG)
+        found = element.find(PAYLOAD_TAG)
         if found is None:
             raise OutboxError(f"{OPERATION} has no cervixScreeningInformation")
         return found
-    if element.tag != _PAYLOAD_TAG:
+    if element.tag != PAYLOAD_TAG:
         raise OutboxError(
             f"expected {OPERATION} or cervixScreeningInformation in namespace {RESPONDER_NS}"
         )
@@ -161,7 +160,7 @@ def _prepare(
         )
     envelope = build_envelope(to_lan, operation)
     # zeep read the payload through the schema; make sure nothing was lost on the way.
-    sent = etree.fromstring(envelope).find(f".//{_PAYLOAD_TAG}")
+    sent = etree.fromstring(envelope).find(f".//{PAYLOAD_TAG}")
     if sent is None or information_from_element(sent) != information:
         raise OutboxError("internal: the request envelope does not carry the approved record")
     pnr = information.subject_of_care.person_id.extension or ""

@@ -17,6 +17,8 @@ ENDPOINT_PATH: Final = (
     "/clinicalprocess/logistics/cervixscreening/ProcessCervixScreeningInformation/1/rivtabp21"
 )
 OPERATION: Final = "ProcessCervixScreeningInformation"
+# The one argument of the operation: the element the hub stores, validates and delivers.
+PAYLOAD_TAG: Final = f"{{{RESPONDER_NS}}}cervixScreeningInformation"
 
 PERSON_ID_ROOT: Final = "1.2.752.129.2.1.3.1"
 HSA_ID_ROOT: Final = "1.2.752.129.2.1.4.1"

@@ -16,7 +16,7 @@ from hub.contract.model import (
     Organisation,
     Region,
 )
-from hub.contract.names import CORE_NS, ITR_NS, RESPONDER_NS, SOAP11_ENV_NS
+from hub.contract.names import CORE_NS, ITR_NS, PAYLOAD_TAG, RESPONDER_NS, SOAP11_ENV_NS
 
 NSMAP: Final = {"soap": SOAP11_ENV_NS, "itr": ITR_NS, "tjsr": RESPONDER_NS, "core": CORE_NS}
 _PAYLOAD_NSMAP: Final = {"tjsr": RESPONDER_NS, "core": CORE_NS}
@@ -69,7 +69,7 @@ def _region(parent: etree._Element, name: str, region: Region) -> None:
 
 def information_to_element(info: CervixScreeningInformation) -> etree._Element:
     """The ``tjsr:cervixScreeningInformation`` element for ``info``, children in ``core``."""
-    root = etree.Element(f"{{{RESPONDER_NS}}}cervixScreeningInformation", nsmap=_PAYLOAD_NSMAP)
+    root = etree.Element(PAYLOAD_TAG, nsmap=_PAYLOAD_NSMAP)
     subject = _sub(root, "subjectOfCare")
     _ii(subject, "personId", info.subject_of_care.person_id)
     _region(root, "sendingRegion", info.sending_region)

@@ -32,14 +32,11 @@ from typing import Any
 
 from lxml import etree
 
-from hub.contract.names import CORE_NS, RESPONDER_NS, SOAP11_ENV_NS
+from hub.contract.names import CORE_NS, OPERATION, PAYLOAD_TAG, RESPONDER_NS, SOAP11_ENV_NS
 from hub.contract.xmlsafe import safe_parser
 
 FORMAT = "agenthub.received/1"
-_INFO_PATH = (
-    f"{{{SOAP11_ENV_NS}}}Body/{{{RESPONDER_NS}}}ProcessCervixScreeningInformation/"
-    f"{{{RESPONDER_NS}}}cervixScreeningInformation"
-)
+_INFO_PATH = f"{{{SOAP11_ENV_NS}}}Body/{{{RESPONDER_NS}}}{OPERATION}/{PAYLOAD_TAG}"
 _XML_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 NAME_RE = re.compile(
     r"^(?P<time>[0-9]{8}T[0-9]{6}Z)_(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"

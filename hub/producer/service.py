@@ -18,7 +18,7 @@ from spyne.model.primitive import AnyXml
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
-from hub.contract.names import ITR_NS, RESPONDER_NS
+from hub.contract.names import ITR_NS, PAYLOAD_TAG, RESPONDER_NS
 from hub.contract.serialise import build_response_envelope
 from hub.messages import CallMeta, receive
 
@@ -34,7 +34,6 @@ ENV_REQUEST = "agenthub.request"
 ENV_HUB = "agenthub.hub"
 ENV_META = "agenthub.meta"
 ENV_RAW = "agenthub.raw"
-_INFO_TAG = f"{{{RESPONDER_NS}}}cervixScreeningInformation"
 
 
 class LogicalAddress(Unicode):  # type: ignore[misc]
@@ -77,7 +76,7 @@ class PreParsedSoap11(Soap11):  # type: ignore[misc]
         self.event_manager.fire_event("before_deserialize", ctx)
         request = ctx.transport.req_env[ENV_REQUEST]
         ctx.in_header = request.logical_address
-        ctx.in_object = [request.body_element.find(_INFO_TAG)]
+        ctx.in_object = [request.body_element.find(PAYLOAD_TAG)]
         self.event_manager.fire_event("after_deserialize", ctx)
 
 
