@@ -77,10 +77,6 @@ class Database:
         """Path of a region's SQLite file on the embedded default."""
         return self.settings.data_dir / "regions" / f"{region_schema_name(lan_code)}.db"
 
-    def region_translate_map(self, lan_code: str) -> dict[str | None, str | None]:
-        """The schema translation that points region tables at one region's schema (PostgreSQL)."""
-        return {REGION_SCHEMA: region_schema_name(lan_code)}
-
     def region(self, lan_code: str) -> Engine:
         """Return the engine that reads and writes one region's store, and nothing else."""
         schema = region_schema_name(lan_code)

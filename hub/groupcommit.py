@@ -26,7 +26,7 @@ from typing import Any
 import psycopg2
 from psycopg2 import sql
 from psycopg2.extras import execute_values
-from sqlalchemy import Connection
+from sqlalchemy import JSON, Connection
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError
 
@@ -52,9 +52,10 @@ _SQLITE_INSERT = (
     .on_conflict_do_nothing(index_elements=[messages.c.content_hash])
     .returning(messages.c.content_hash)
 )
-# Columns whose values are JSON documents (psycopg2 takes them as text; PostgreSQL casts).
+# The PostgreSQL path names columns itself: only the table's own are allowed, and JSON ones are
+# sent as text (psycopg2 does not encode a dict; PostgreSQL casts the text).
 _COLUMNS = frozenset(c.name for c in messages.columns)
-_JSON_COLUMNS = frozenset(c.name for c in messages.columns if c.type.__class__.__name__ == "JSON")
+_JSON_COLUMNS = frozenset(c.name for c in messages.columns if isinstance(c.type, JSON))
 
 
 class StoreError(Exception):
@@ -239,7 +240,6 @@ class GroupCommit:
                 item.inserted = first_of[item.row["content_hash"]] is item and (
                     item.row["content_hash"] in new
                 )
-                item.error = None
 
         return settle
 
