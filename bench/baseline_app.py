@@ -23,17 +23,30 @@ _OK = build_response_envelope("OK", None)
 _BODY = f"{{{SOAP11_ENV_NS}}}Body"
 
 
-def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    """Parse + XSD-validate the operation element, then answer OK (or 500 if invalid)."""
+def _answer(
+    environ: dict[str, Any],
+    start_response: Callable[..., Any],
+    keep: Callable[[bytes], None] | None = None,
+) -> Iterable[bytes]:
+    # Parse + XSD-validate the operation element; hand a valid body to ``keep``; answer OK (or
+    # 500 if invalid).
     length = int(environ.get("CONTENT_LENGTH") or 0)
-    envelope = parse_untrusted(environ["wsgi.input"].read(length))
+    data = environ["wsgi.input"].read(length)
+    envelope = parse_untrusted(data)
     body = envelope.find(_BODY)
     valid = body is not None and len(body) and schema().validate(body[0])
+    if valid and keep is not None:
+        keep(data)
     status = "200 OK" if valid else "500 Internal Server Error"
     start_response(
         status, [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(_OK)))]
     )
     return [_OK]
+
+
+def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """Parse + XSD-validate the operation element, then answer OK (or 500 if invalid)."""
+    return _answer(environ, start_response)
 
 
 _local = threading.local()
@@ -48,30 +61,23 @@ def _connection() -> Any:
     return connection
 
 
+def _insert(data: bytes) -> None:
+    connection = _connection()
+    with connection, connection.cursor() as cursor:  # commits on leaving the block
+        cursor.execute(
+            "INSERT INTO bench_store (content_hash, body) VALUES (%s, %s) "
+            "ON CONFLICT (content_hash) DO NOTHING",
+            (hashlib.sha256(data).hexdigest(), data),
+        )
+
+
 def store_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """The baseline plus the least a durable producer adds: one INSERT and a commit per call.
 
     A second yardstick, printed beside the first: how much of the hub's cost is storing at all
     (the content hash and the raw body, no rules, no encryption, no ORM).
     """
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    data = environ["wsgi.input"].read(length)
-    envelope = parse_untrusted(data)
-    body = envelope.find(_BODY)
-    valid = body is not None and len(body) and schema().validate(body[0])
-    if valid:
-        connection = _connection()
-        with connection, connection.cursor() as cursor:  # commits on leaving the block
-            cursor.execute(
-                "INSERT INTO bench_store (content_hash, body) VALUES (%s, %s) "
-                "ON CONFLICT (content_hash) DO NOTHING",
-                (hashlib.sha256(data).hexdigest(), data),
-            )
-    status = "200 OK" if valid else "500 Internal Server Error"
-    start_response(
-        status, [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(_OK)))]
-    )
-    return [_OK]
+    return _answer(environ, start_response, _insert)
 
 
 STORE_TABLE = (
