@@ -7,8 +7,6 @@ opens only that region's engine: region A's code path holds no handle on region 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -117,30 +115,6 @@ def canonical_bytes(element: etree._Element) -> bytes:
     return data
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-def _plain(value: Any) -> Any:
-    # dataclasses.asdict deep-copies every leaf; the model is frozen strings and tuples, so a
-    # walk that builds the JSON shape directly, with each class's field names looked up once,
-    # is enough (and a hot-path saving: asdict cost more than the XSD validation).
-    names = _FIELD_NAMES.get(type(value))
-    if names is None:
-        if not dataclasses.is_dataclass(value):
-            if isinstance(value, tuple | list):
-                return [_plain(item) for item in value]
-            return value
-        names = _FIELD_NAMES.setdefault(
-            type(value), tuple(f.name for f in dataclasses.fields(value))
-        )
-    return {name: _plain(getattr(value, name)) for name in names}
-
-
-def _sealed_fields(cipher: RegionCipher, information: CervixScreeningInformation) -> bytes:
-    fields = json.dumps(_plain(information), ensure_ascii=False, sort_keys=True)
-    return cipher.seal(fields.encode(), "fields")
-
-
 def _store(
     hub: Hub,
     lan_code: str,
@@ -167,7 +141,7 @@ def _store(
         "pnr_hash": cipher.keyed_hash(pnr),
         "pnr_enc": cipher.seal(pnr.encode(), "pnr"),
         "body_enc": cipher.seal(raw_body, "body"),
-        "fields_enc": _sealed_fields(cipher, information),
+        "fields_enc": cipher.seal(information.to_json(), "fields"),
         "kind": information.kind,
         "summary": information.summary(),
         "result_code": result_code,

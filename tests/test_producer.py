@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +25,7 @@ from hub.context import Hub, build_hub
 from hub.contract.names import ENDPOINT_PATH, RESPONDER_NS, SOAP11_ENV_NS
 from hub.contract.samples import sample_information
 from hub.contract.serialise import build_request_envelope
-from hub.messages import list_messages, read_body
+from hub.messages import list_messages, read_body, region_cipher
 from hub.tables import access_log, messages
 from hub.tenancy.registry import Region
 
@@ -89,6 +91,21 @@ def test_valid_call_is_stored_for_that_region_only(
     assert row.original_consumer_hsaid == "SE2321000040-ABC1"
     assert row.sender_hsaid == "dev-loopback"
     assert row.kind == "move"
+
+
+def test_parsed_fields_are_stored_encrypted_with_every_value(
+    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+) -> None:
+    pnr = make_pnr()
+    info = sample_information("move", pnr=pnr, sending_lan="05", today=date.today())
+    status, answer = post(client, build_request_envelope("14", info))
+    assert (status, result(answer)) == (200, ("OK", None))
+    with hub.db.region("14").connect() as connection:
+        sealed = connection.execute(select(messages.c.fields_enc)).scalar_one()
+    assert pnr.encode() not in sealed  # encrypted at rest
+    fields = json.loads(region_cipher(hub, "14").open(sealed, "fields"))
+    assert fields == json.loads(json.dumps(dataclasses.asdict(info)))  # tuples as lists
+    assert fields["subject_of_care"]["person_id"]["extension"] == pnr
 
 
 def test_identical_resend_is_answered_ok_and_stored_once(

@@ -8,6 +8,8 @@ not modelled; the raw message is what gets stored.
 from dataclasses import dataclass, field
 from typing import Literal
 
+import orjson
+
 Kind = Literal["no_information", "sample", "treatment", "move"]
 
 
@@ -135,6 +137,14 @@ class CervixScreeningInformation:
         if self.planned_invitation is None and self.specimen is None:
             return "treatment"
         return "move"
+
+    def to_json(self) -> bytes:
+        """The model as UTF-8 JSON, fields named and ordered as here: what a store keeps of it.
+
+        orjson writes the dataclasses as they are, a thirtieth of the cost of ``asdict`` and
+        ``json.dumps``, which was a fifth of the producer's CPU per call (bench/inbound.py).
+        """
+        return orjson.dumps(self)
 
     def summary(self) -> dict[str, str | int | bool]:
         """Flags and counts for log lines: no personal identifiers, no codes, no dates."""

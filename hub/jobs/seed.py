@@ -8,8 +8,6 @@ thousands can be made in seconds. Personnummer come from :func:`hub.contract.per
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import random
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -60,7 +58,6 @@ def seed_messages(
         body = build_request_envelope(lan_code, info)
         element = information_element(body)
         message_id = str(uuid.uuid4())
-        fields = json.dumps(dataclasses.asdict(info), ensure_ascii=False, sort_keys=True)
         rows.append(
             {
                 "id": message_id,
@@ -73,7 +70,7 @@ def seed_messages(
                 "pnr_hash": cipher.keyed_hash(pnr),
                 "pnr_enc": cipher.seal(pnr.encode(), "pnr"),
                 "body_enc": cipher.seal(body, "body"),
-                "fields_enc": cipher.seal(fields.encode(), "fields"),
+                "fields_enc": cipher.seal(info.to_json(), "fields"),
                 "kind": info.kind,
                 "summary": info.summary(),
                 "result_code": "OK",
