@@ -29,6 +29,9 @@ from hub.contract.xmlsafe import UnsafeXml, parse_untrusted
 
 SOAP12_ENV_NS: Final = "http://www.w3.org/2003/05/soap-envelope"
 _ROOT_START_RE: Final = re.compile(rb"<[A-Za-z_]")
+_ENVELOPE: Final = f"{{{SOAP11_ENV_NS}}}Envelope"
+_HEADER: Final = f"{{{SOAP11_ENV_NS}}}Header"
+_BODY: Final = f"{{{SOAP11_ENV_NS}}}Body"
 
 _T = TypeVar("_T")
 
@@ -77,19 +80,25 @@ def parse_request(body: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> SoapReques
         if "DOCTYPE" in str(exc):
             raise MalformedRequest("a DOCTYPE, DTD or entity declaration is not allowed") from None
         raise MalformedRequest("request body is not well-formed XML") from None
-    if not isinstance(envelope.tag, str):
+    tag = envelope.tag
+    if not isinstance(tag, str):
         raise MalformedRequest("request body is not well-formed XML")
-    qname = etree.QName(envelope)
-    if qname.namespace == SOAP12_ENV_NS:
-        raise MalformedRequest("SOAP 1.2 is not supported; send a SOAP 1.1 Envelope")
-    if qname.namespace != SOAP11_ENV_NS or qname.localname != "Envelope":
+    if tag != _ENVELOPE:
+        if tag.startswith(f"{{{SOAP12_ENV_NS}}}"):
+            raise MalformedRequest("SOAP 1.2 is not supported; send a SOAP 1.1 Envelope")
         raise MalformedRequest("the root element is not a SOAP 1.1 Envelope")
 
-    header = envelope.find(f"{{{SOAP11_ENV_NS}}}Header")
-    soap_body = envelope.find(f"{{{SOAP11_ENV_NS}}}Body")
+    # The envelope's children read directly: find() goes through ElementPath, which cost as much
+    # as the rest of this function on every call.
+    header = soap_body = None
+    for child in envelope:
+        if child.tag == _HEADER and header is None:
+            header = child
+        elif child.tag == _BODY and soap_body is None:
+            soap_body = child
     if soap_body is None:
         raise MalformedRequest("the SOAP Envelope has no Body")
-    body_element = next(iter(soap_body.iterchildren(tag=etree.Element)), None)
+    body_element = next(soap_body.iterchildren(tag=etree.Element), None)
     if body_element is None:
         raise MalformedRequest("the SOAP Body is empty")
 
@@ -97,7 +106,7 @@ def parse_request(body: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> SoapReques
     if header is not None:
         # Like the platform: the first element with that local name, whatever its namespace.
         for el in header.iterdescendants(tag=etree.Element):
-            if _local(el) == "LogicalAddress":
+            if el.tag == "LogicalAddress" or el.tag.endswith("}LogicalAddress"):
                 logical_address = el.text or ""
                 break
     return SoapRequest(envelope, body_element, logical_address)
