@@ -13,7 +13,6 @@ transaction of its own, so one bad row fails only its own call.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -23,12 +22,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import psycopg2
 from psycopg2 import sql
 from psycopg2.extras import execute_values
-from sqlalchemy import JSON, Connection
+from sqlalchemy import JSON
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
 
 from hub.db import Database, region_schema_name
 from hub.tables import messages
@@ -102,6 +103,9 @@ class GroupCommit:
         self._stored: dict[str, int] = {}
         self._resends: dict[str, int] = {}
         self._summary_at = time.monotonic()
+        # The writer thread's own PostgreSQL connection, and its statements by schema and columns.
+        self._raw: PoolProxiedConnection | None = None
+        self._statements: dict[tuple[str, tuple[str, ...]], str] = {}
 
     def insert(self, lan_code: str, row: dict[str, Any]) -> bool:
         """Insert one message row into a region's store; wait until it is committed.
@@ -125,6 +129,9 @@ class GroupCommit:
         if thread is not None and self._pid == os.getpid():
             self._queue.put(None)
             thread.join(COMMIT_WAIT_SECONDS)
+            if not thread.is_alive() and self._raw is not None:
+                self._raw.close()  # back to the pool
+                self._raw = None
 
     def _ensure_writer(self) -> None:
         # Started on first use, and again in a forked child (threads do not survive a fork).
@@ -135,6 +142,8 @@ class GroupCommit:
                 if self._pid not in (0, os.getpid()):
                     # A forked child: what the parent queued is the parent's to write.
                     self._queue = queue.SimpleQueue()
+                    # Nor is its connection this process's to use.
+                    self._raw = None
                 self._pid = os.getpid()
                 self._thread = threading.Thread(
                     target=self._run, name="agenthub-group-commit", daemon=True
@@ -160,11 +169,14 @@ class GroupCommit:
             by_region: dict[str, list[_Pending]] = {}
             for item in batch:
                 by_region.setdefault(item.lan_code, []).append(item)
-            if self.db.is_sqlite or len(by_region) == 1:
+            if self.db.is_sqlite:
+                # One file per region: a transaction cannot span two regions.
                 for lan_code, items in by_region.items():
-                    self._write_region(lan_code, items)
+                    self._write({lan_code: items})
             else:
-                self._write_shared(by_region)
+                # One database holds every region's schema: one transaction (one commit, one
+                # wait for the disk) covers the whole batch.
+                self._write(by_region)
             now = time.monotonic()
             if now - self._summary_at >= SUMMARY_SECONDS:
                 self.log_summary(now)
@@ -189,107 +201,128 @@ class GroupCommit:
             )
         self._stored, self._resends, self._summary_at = {}, {}, now
 
-    def _write_region(self, lan_code: str, items: list[_Pending]) -> None:
+    def _write(self, by_region: dict[str, list[_Pending]]) -> None:
+        """Write a batch in one transaction; should it fail, each region alone, then each call."""
         try:
-            self._write(lan_code, items)
+            settles = self._transaction(by_region)
         except Exception as exc:
-            if len(items) == 1:
-                # It travels to the request thread, which logs it: no values in a log.
-                items[0].error = _without_values(exc)
-                self._finish(items[0])
+            if len(by_region) > 1:
+                for lan_code, items in by_region.items():
+                    self._write({lan_code: items})
                 return
-            # One bad row must not fail the others: each is tried in a transaction of its own.
-            log.warning("region %s: batch of %d failed; writing one by one", lan_code, len(items))
-            for item in items:
-                self._write_region(lan_code, [item])
+            ((lan_code, items),) = by_region.items()
+            if len(items) > 1:
+                # One bad row must not fail the others: each is tried in a transaction of its own.
+                log.warning(
+                    "region %s: batch of %d failed; writing one by one", lan_code, len(items)
+                )
+                for item in items:
+                    self._write({lan_code: [item]})
+                return
+            # It travels to the request thread, which logs it: no values in a log.
+            items[0].error = _without_values(exc)
+            self._finish(items[0])
             return
-        for item in items:
-            self._finish(item)
-
-    def _write_shared(self, by_region: dict[str, list[_Pending]]) -> None:
-        # PostgreSQL keeps every region's schema in one database: one transaction (one commit,
-        # one wait for the disk) covers the whole batch. Should it fail, each region is retried
-        # on its own, and then each message.
-        try:
-            with self.db.hub.begin() as connection:
-                outcomes = [
-                    (items, self._insert_region(connection, lan_code, items))
-                    for lan_code, items in by_region.items()
-                ]
-        except Exception:
-            for lan_code, items in by_region.items():
-                self._write_region(lan_code, items)
-            return
-        for items, settle in outcomes:
+        for settle in settles:
             settle()
+        for items in by_region.values():
             for item in items:
                 self._finish(item)
 
-    def _insert_region(
-        self, connection: Connection, lan_code: str, items: Sequence[_Pending]
-    ) -> Callable[[], None]:
-        """Insert a region's share of a batch; return what marks each item once committed."""
-        # The same content twice in one batch: only the first copy goes to the database.
-        first_of: dict[str, _Pending] = {}
-        for item in items:
-            first_of.setdefault(item.row["content_hash"], item)
-        new = _insert_rows(connection, lan_code, [item.row for item in first_of.values()])
+    def _transaction(self, by_region: dict[str, list[_Pending]]) -> list[Callable[[], None]]:
+        """Insert each region's share and commit; return what marks each call once committed."""
+        if self.db.is_sqlite:
+            ((lan_code, items),) = by_region.items()
+            # The region's own engine points at its own file.
+            with self.db.region(lan_code).begin() as connection:
+                first_of = _first_copies(items)
+                rows = [item.row for item in first_of.values()]
+                new = {row[0] for row in connection.execute(_SQLITE_INSERT, rows)}
+            return [_settler(items, first_of, new)]
+        connection = self._postgresql()
+        try:
+            settles = []
+            with connection.cursor() as cursor:
+                for lan_code, items in by_region.items():
+                    first_of = _first_copies(items)
+                    rows = [item.row for item in first_of.values()]
+                    new = self._insert_postgresql(cursor, region_schema_name(lan_code), rows)
+                    settles.append(_settler(items, first_of, new))
+            connection.commit()
+        except Exception as exc:
+            self._after_failure(connection)
+            # psycopg2's text may quote the row (DETAIL): only its first line travels on.
+            raise _without_values(exc) from None
+        return settles
 
-        def settle() -> None:
-            for item in items:
-                item.inserted = first_of[item.row["content_hash"]] is item and (
-                    item.row["content_hash"] in new
+    def _postgresql(self) -> Any:
+        # The writer keeps one connection of its own, straight psycopg2: SQLAlchemy's checkout,
+        # begin and statement compilation per batch were a third of the writer's CPU, and the
+        # writer a third of a web process's (py-spy under bench/inbound.py).
+        if self._raw is None:
+            self._raw = self.db.hub.raw_connection()
+        return self._raw.dbapi_connection
+
+    def _after_failure(self, connection: Any) -> None:
+        # A lost connection is dropped (the next batch opens a new one); a refused row only rolls
+        # back its transaction.
+        assert self._raw is not None
+        if not connection.closed:
+            try:
+                connection.rollback()
+                return
+            except psycopg2.Error:
+                pass
+        self._raw.invalidate()
+        self._raw = None
+
+    def _insert_postgresql(self, cursor: Any, schema: str, rows: list[dict[str, Any]]) -> set[str]:
+        """Insert rows with one multi-row statement; return the content hashes that were new."""
+        columns = tuple(rows[0])
+        if any(tuple(row) != columns for row in rows) or not set(columns) <= _COLUMNS:
+            raise ValueError("message rows of one batch must have the same, known columns")
+        statement = self._statements.get((schema, columns))
+        if statement is None:
+            # The schema name comes from region_schema_name (two digits); composed once.
+            statement = (
+                sql.SQL(
+                    "INSERT INTO {}.messages ({}) VALUES %s "
+                    "ON CONFLICT (content_hash) DO NOTHING RETURNING content_hash"
                 )
-
-        return settle
-
-    def _write(self, lan_code: str, items: Sequence[_Pending]) -> None:
-        # The region's own engine already points at its schema (or its SQLite file).
-        with self.db.region(lan_code).begin() as connection:
-            settle = self._insert_region(connection, lan_code, items)
-        settle()
-
-
-def _insert_rows(connection: Connection, lan_code: str, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert a region's rows (one multi-row statement); return the content hashes that were new."""
-    if connection.dialect.name == "postgresql":
-        return _insert_rows_postgresql(connection, region_schema_name(lan_code), rows)
-    return {row[0] for row in connection.execute(_SQLITE_INSERT, rows)}
-
-
-def _insert_rows_postgresql(
-    connection: Connection, schema: str, rows: list[dict[str, Any]]
-) -> set[str]:
-    # Straight to psycopg2 inside the SQLAlchemy transaction: the statement is fixed, and
-    # SQLAlchemy's compile-and-bind per batch was a third of a web process's CPU under load
-    # (py-spy, bench/inbound.py). The schema name comes from region_schema_name (two digits).
-    columns = tuple(rows[0])
-    if any(tuple(row) != columns for row in rows) or not set(columns) <= _COLUMNS:
-        raise ValueError("message rows of one batch must have the same, known columns")
-    statement = sql.SQL(
-        "INSERT INTO {}.messages ({}) VALUES %s "
-        "ON CONFLICT (content_hash) DO NOTHING RETURNING content_hash"
-    ).format(sql.Identifier(schema), sql.SQL(", ").join(map(sql.Identifier, columns)))
-    json_at = [i for i, name in enumerate(columns) if name in _JSON_COLUMNS]
-    values = []
-    for row in rows:
-        value = list(row.values())
-        for i in json_at:
-            value[i] = json.dumps(value[i])
-        values.append(value)
-    dbapi = connection.connection.dbapi_connection
-    assert dbapi is not None
-    cursor = dbapi.cursor()
-    try:
+                .format(sql.Identifier(schema), sql.SQL(", ").join(map(sql.Identifier, columns)))
+                .as_string(cursor)
+            )
+            self._statements[(schema, columns)] = statement
+        json_at = [i for i, name in enumerate(columns) if name in _JSON_COLUMNS]
+        values = []
+        for row in rows:
+            value = list(row.values())
+            for i in json_at:
+                # psycopg2 does not encode a dict; PostgreSQL casts the text.
+                value[i] = orjson.dumps(value[i]).decode()
+            values.append(value)
         returned = execute_values(cursor, statement, values, page_size=len(values), fetch=True)
-    except psycopg2.Error as exc:
-        if isinstance(exc, psycopg2.OperationalError) or dbapi.closed:
-            connection.invalidate()  # a lost connection must not go back to the pool
-        # psycopg2's text may quote the row (DETAIL): only its first line travels on.
-        raise _without_values(exc) from None
-    finally:
-        cursor.close()
-    return {row[0] for row in returned}
+        return {row[0] for row in returned}
+
+
+def _first_copies(items: Sequence[_Pending]) -> dict[str, _Pending]:
+    # The same content twice in one batch: only the first copy goes to the database.
+    first_of: dict[str, _Pending] = {}
+    for item in items:
+        first_of.setdefault(item.row["content_hash"], item)
+    return first_of
+
+
+def _settler(
+    items: Sequence[_Pending], first_of: dict[str, _Pending], new: set[str]
+) -> Callable[[], None]:
+    def settle() -> None:
+        for item in items:
+            item.inserted = first_of[item.row["content_hash"]] is item and (
+                item.row["content_hash"] in new
+            )
+
+    return settle
 
 
 __all__ = ["COMMIT_WAIT_SECONDS", "GroupCommit", "StoreError"]

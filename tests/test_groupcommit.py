@@ -72,15 +72,10 @@ class _Gate(GroupCommit):
         self.batches: list[int] = []
         self._queue = _CountingQueue()
 
-    def _write_region(self, lan_code: str, items: list[Any]) -> None:
-        self.release.wait(10)
-        self.batches.append(len(items))
-        super()._write_region(lan_code, items)
-
-    def _write_shared(self, by_region: dict[str, list[Any]]) -> None:
+    def _write(self, by_region: dict[str, list[Any]]) -> None:
         self.release.wait(10)
         self.batches.append(sum(len(items) for items in by_region.values()))
-        super()._write_shared(by_region)
+        super()._write(by_region)
 
 
 def _insert_together(writer: _Gate, rows: list[dict[str, Any]]) -> list[Any]:
