@@ -190,5 +190,7 @@ class ProducerEndpoint:
         )
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
-        result: Iterable[bytes] = self.spyne(environ, start_response)
+        # Straight to Spyne's RPC handling: its __call__ would only rebuild the URL and check for
+        # a ?wsdl request, which this endpoint has already answered itself above.
+        result: Iterable[bytes] = self.spyne.handle_rpc(environ, start_response)
         return result
