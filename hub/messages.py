@@ -115,6 +115,47 @@ def canonical_bytes(element: etree._Element) -> bytes:
     return data
 
 
+def message_row(
+    cipher: RegionCipher,
+    information: CervixScreeningInformation,
+    info_element: etree._Element,
+    raw_body: bytes,
+    *,
+    message_id: str,
+    received_at: datetime,
+    logical_address: str,
+    meta: CallMeta,
+    result_code: str,
+    result_text: str | None,
+) -> dict[str, Any]:
+    """The ``messages`` row of a received message: personal data sealed with the region's key.
+
+    The body and the parsed fields are deflated before they are sealed: that halves what the
+    store holds and keeps a row small enough for PostgreSQL to write it without a TOAST table
+    (a quarter less database CPU per message, bench/inbound.py).
+    """
+    pnr = information.subject_of_care.person_id.extension or ""
+    return {
+        "id": message_id,
+        "received_at": received_at,
+        "logical_address": logical_address,
+        "sender_hsaid": meta.sender_hsaid,
+        "original_consumer_hsaid": meta.original_consumer_hsaid,
+        "correlation_id": meta.correlation_id,
+        "content_hash": cipher.keyed_hash(canonical_bytes(info_element)),
+        "pnr_hash": cipher.keyed_hash(pnr),
+        "pnr_enc": cipher.seal(pnr.encode(), "pnr"),
+        "body_enc": cipher.seal(raw_body, "body", compress=True),
+        "fields_enc": cipher.seal(information.to_json(), "fields", compress=True),
+        "kind": information.kind,
+        "summary": information.summary(),
+        "result_code": result_code,
+        "result_text": result_text,
+        "delivery_state": "pending",
+        "delivery_attempts": 0,
+    }
+
+
 def _store(
     hub: Hub,
     lan_code: str,
@@ -127,28 +168,20 @@ def _store(
     logical_address: str,
 ) -> Answer:
     cipher = region_cipher(hub, lan_code)
-    pnr = information.subject_of_care.person_id.extension or ""
-    content_hash = cipher.keyed_hash(canonical_bytes(info_element))
     message_id = str(uuid.uuid4())
-    row = {
-        "id": message_id,
-        "received_at": datetime.now(UTC),
-        "logical_address": logical_address,
-        "sender_hsaid": meta.sender_hsaid,
-        "original_consumer_hsaid": meta.original_consumer_hsaid,
-        "correlation_id": meta.correlation_id,
-        "content_hash": content_hash,
-        "pnr_hash": cipher.keyed_hash(pnr),
-        "pnr_enc": cipher.seal(pnr.encode(), "pnr"),
-        "body_enc": cipher.seal(raw_body, "body"),
-        "fields_enc": cipher.seal(information.to_json(), "fields"),
-        "kind": information.kind,
-        "summary": information.summary(),
-        "result_code": result_code,
-        "result_text": result_text,
-        "delivery_state": "pending",
-        "delivery_attempts": 0,
-    }
+    row = message_row(
+        cipher,
+        information,
+        info_element,
+        raw_body,
+        message_id=message_id,
+        received_at=datetime.now(UTC),
+        logical_address=logical_address,
+        meta=meta,
+        result_code=result_code,
+        result_text=result_text,
+    )
+    content_hash = row["content_hash"]
     # Committed together with the other calls in flight (hub.groupcommit); the message row itself
     # records who sent it and when, so receiving needs no access-log line.
     if not hub.inbound.insert(lan_code, row):

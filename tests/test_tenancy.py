@@ -130,6 +130,24 @@ def test_keys_differ_per_region_and_hash_is_keyed(
         a.open(sealed, "body")
 
 
+def test_deflated_seal_is_smaller_opens_alike_and_stays_bound_to_its_region(
+    hub: Hub, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+) -> None:
+    from tests.test_producer import envelope
+
+    body = envelope("14", make_pnr())
+    with hub.db.hub.connect() as connection:
+        a, b = hub.keys.cipher(connection, "14"), hub.keys.cipher(connection, "01")
+    deflated, plain = a.seal(body, "body", compress=True), a.seal(body, "body")
+    assert len(deflated) < len(body) / 2 < len(plain)
+    # Both formats open (rows written before deflating existed stay readable)...
+    assert a.open(deflated, "body") == a.open(plain, "body") == body
+    # ...and neither opens with another region's key.
+    for sealed in (deflated, plain):
+        with pytest.raises(Exception):  # noqa: B017 - InvalidTag
+            b.open(sealed, "body")
+
+
 def test_ending_an_agreement_with_key_destruction_makes_data_unreadable(
     hub: Hub,
     client: Any,

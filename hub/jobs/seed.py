@@ -20,7 +20,7 @@ from hub.contract.personnummer import generate
 from hub.contract.samples import Scenario, sample_information
 from hub.contract.serialise import build_request_envelope
 from hub.drops.received import information_element
-from hub.messages import canonical_bytes
+from hub.messages import CallMeta, message_row
 from hub.tables import messages
 
 SCENARIOS: tuple[Scenario, ...] = ("move", "sample", "treatment", "no_information")
@@ -56,28 +56,20 @@ def seed_messages(
         scenario = SCENARIOS[index % len(SCENARIOS)]
         info = sample_information(scenario, pnr=pnr, sending_lan=sending_lan, today=today)
         body = build_request_envelope(lan_code, info)
-        element = information_element(body)
         message_id = str(uuid.uuid4())
         rows.append(
-            {
-                "id": message_id,
-                "received_at": start + timedelta(seconds=index),
-                "logical_address": lan_code,
-                "sender_hsaid": "SE2321000040-SEED",
-                "original_consumer_hsaid": None,
-                "correlation_id": f"seed-{index}",
-                "content_hash": cipher.keyed_hash(canonical_bytes(element)),
-                "pnr_hash": cipher.keyed_hash(pnr),
-                "pnr_enc": cipher.seal(pnr.encode(), "pnr"),
-                "body_enc": cipher.seal(body, "body"),
-                "fields_enc": cipher.seal(info.to_json(), "fields"),
-                "kind": info.kind,
-                "summary": info.summary(),
-                "result_code": "OK",
-                "result_text": None,
-                "delivery_state": "pending",
-                "delivery_attempts": 0,
-            }
+            message_row(
+                cipher,
+                info,
+                information_element(body),
+                body,
+                message_id=message_id,
+                received_at=start + timedelta(seconds=index),
+                logical_address=lan_code,
+                meta=CallMeta("SE2321000040-SEED", None, f"seed-{index}"),
+                result_code="OK",
+                result_text=None,
+            )
         )
         ids.append(message_id)
         if len(rows) >= chunk:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import os
 import threading
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,8 @@ from hub.config import ConfigError, Settings
 from hub.tables import region_keys
 
 _NONCE = 12
-_VERSION = b"\x01"
+_VERSION = b"\x01"  # AES-GCM of the plaintext
+_VERSION_DEFLATED = b"\x02"  # AES-GCM of the plaintext compressed with zlib
 
 
 class KeyDestroyed(LookupError):
@@ -64,18 +66,30 @@ class RegionCipher:
     _aead: AESGCM
     _hash_key: bytes
 
-    def seal(self, plaintext: bytes, purpose: str) -> bytes:
-        """Encrypt; ``purpose`` (e.g. "pnr", "body") is bound in, so fields cannot be swapped."""
+    def seal(self, plaintext: bytes, purpose: str, *, compress: bool = False) -> bytes:
+        """Encrypt; ``purpose`` (e.g. "pnr", "body") is bound in, so fields cannot be swapped.
+
+        ``compress`` deflates first (ciphertext does not compress): for message bodies, which
+        then stay small enough for PostgreSQL to keep inside the row instead of a TOAST table.
+        """
         nonce = os.urandom(_NONCE)
         aad = f"{self.lan_code}:{purpose}".encode()
+        if compress:
+            return (
+                _VERSION_DEFLATED
+                + nonce
+                + self._aead.encrypt(nonce, zlib.compress(plaintext, 1), aad)
+            )
         return _VERSION + nonce + self._aead.encrypt(nonce, plaintext, aad)
 
     def open(self, sealed: bytes, purpose: str) -> bytes:
         """Decrypt what :meth:`seal` produced for the same region and purpose."""
-        if sealed[:1] != _VERSION:
+        version = sealed[:1]
+        if version not in (_VERSION, _VERSION_DEFLATED):
             raise ValueError("unknown sealed-data version")
         nonce, body = sealed[1 : 1 + _NONCE], sealed[1 + _NONCE :]
-        return self._aead.decrypt(nonce, body, f"{self.lan_code}:{purpose}".encode())
+        plaintext = self._aead.decrypt(nonce, body, f"{self.lan_code}:{purpose}".encode())
+        return zlib.decompress(plaintext) if version == _VERSION_DEFLATED else plaintext
 
     def keyed_hash(self, value: str | bytes) -> str:
         """HMAC-SHA256 under the region's hash key: equal inputs match, nothing can be guessed."""
