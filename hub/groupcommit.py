@@ -25,7 +25,6 @@ from typing import Any
 import orjson
 import psycopg2
 from psycopg2 import sql
-from psycopg2.extras import execute_values
 from sqlalchemy import JSON
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError
@@ -105,7 +104,7 @@ class GroupCommit:
         self._summary_at = time.monotonic()
         # The writer thread's own PostgreSQL connection, and its statements by schema and columns.
         self._raw: PoolProxiedConnection | None = None
-        self._statements: dict[tuple[str, tuple[str, ...]], str] = {}
+        self._statements: dict[tuple[str, tuple[str, ...]], bytes] = {}
 
     def insert(self, lan_code: str, row: dict[str, Any]) -> bool:
         """Insert one message row into a region's store; wait until it is committed.
@@ -281,28 +280,33 @@ class GroupCommit:
         columns = tuple(rows[0])
         if any(tuple(row) != columns for row in rows) or not set(columns) <= _COLUMNS:
             raise ValueError("message rows of one batch must have the same, known columns")
-        statement = self._statements.get((schema, columns))
-        if statement is None:
+        head = self._statements.get((schema, columns))
+        if head is None:
             # The schema name comes from region_schema_name (two digits); composed once.
-            statement = (
-                sql.SQL(
-                    "INSERT INTO {}.messages ({}) VALUES %s "
-                    "ON CONFLICT (content_hash) DO NOTHING RETURNING content_hash"
-                )
+            head = (
+                sql.SQL("INSERT INTO {}.messages ({}) VALUES ")
                 .format(sql.Identifier(schema), sql.SQL(", ").join(map(sql.Identifier, columns)))
                 .as_string(cursor)
+                .encode()
             )
-            self._statements[(schema, columns)] = statement
+            self._statements[(schema, columns)] = head
         json_at = [i for i, name in enumerate(columns) if name in _JSON_COLUMNS]
-        values = []
+        values: list[Any] = []
         for row in rows:
             value = list(row.values())
             for i in json_at:
                 # psycopg2 does not encode a dict; PostgreSQL casts the text.
                 value[i] = orjson.dumps(value[i]).decode()
-            values.append(value)
-        returned = execute_values(cursor, statement, values, page_size=len(values), fetch=True)
-        return {row[0] for row in returned}
+            values.extend(value)
+        # One mogrify for the whole VALUES list: what psycopg2's execute_values does per row, and
+        # without re-tokenising the statement every batch (a sixth of the writer's CPU).
+        row_template = "(" + ",".join(["%s"] * len(columns)) + ")"
+        cursor.execute(
+            head
+            + cursor.mogrify(",".join([row_template] * len(rows)), values)
+            + b" ON CONFLICT (content_hash) DO NOTHING RETURNING content_hash"
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _first_copies(items: Sequence[_Pending]) -> dict[str, _Pending]:
