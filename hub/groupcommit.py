@@ -2,8 +2,9 @@
 
 Storing a call costs a transaction, and a commit waits for the write-ahead log to reach the disk.
 Under load, the calls in flight at the same moment are written together: one writer thread per
-process takes every message queued so far, inserts each region's share with one multi-row
-statement in one transaction, commits, and only then wakes the request threads, which answer.
+process takes every message queued so far and writes them with one statement (PostgreSQL: every
+region's share in one round trip; SQLite: one transaction per region file), and only once that
+has committed wakes the request threads, which answer.
 An answer therefore still means "committed"; what is shared is the round trips and the disk wait.
 
 A resend is caught by the unique content hash (``ON CONFLICT DO NOTHING``), also when both copies
@@ -129,8 +130,7 @@ class GroupCommit:
             self._queue.put(None)
             thread.join(COMMIT_WAIT_SECONDS)
             if not thread.is_alive() and self._raw is not None:
-                self._raw.close()  # back to the pool
-                self._raw = None
+                self._release()
 
     def _ensure_writer(self) -> None:
         # Started on first use, and again in a forked child (threads do not survive a fork).
@@ -239,74 +239,112 @@ class GroupCommit:
                 new = {row[0] for row in connection.execute(_SQLITE_INSERT, rows)}
             return [_settler(items, first_of, new)]
         connection = self._postgresql()
+        firsts = {lan_code: _first_copies(items) for lan_code, items in by_region.items()}
+        shares = [
+            (region_schema_name(lan_code), [item.row for item in first_of.values()])
+            for lan_code, first_of in firsts.items()
+        ]
         try:
-            settles = []
             with connection.cursor() as cursor:
-                for lan_code, items in by_region.items():
-                    first_of = _first_copies(items)
-                    rows = [item.row for item in first_of.values()]
-                    new = self._insert_postgresql(cursor, region_schema_name(lan_code), rows)
-                    settles.append(_settler(items, first_of, new))
-            connection.commit()
+                new_by_share = self._insert_postgresql(cursor, shares)
         except Exception as exc:
             self._after_failure(connection)
             # psycopg2's text may quote the row (DETAIL): only its first line travels on.
             raise _without_values(exc) from None
-        return settles
+        return [
+            _settler(by_region[lan_code], first_of, new)
+            for (lan_code, first_of), new in zip(firsts.items(), new_by_share, strict=True)
+        ]
 
     def _postgresql(self) -> Any:
         # The writer keeps one connection of its own, straight psycopg2: SQLAlchemy's checkout,
         # begin and statement compilation per batch were a third of the writer's CPU, and the
-        # writer a third of a web process's (py-spy under bench/inbound.py).
+        # writer a third of a web process's (py-spy under bench/inbound.py). It runs in autocommit:
+        # a batch is one statement, atomic by itself, so BEGIN and COMMIT, a round trip each
+        # (and over half of a batch's client CPU), are not needed.
         if self._raw is None:
-            self._raw = self.db.hub.raw_connection()
+            raw = self.db.hub.raw_connection()
+            try:
+                raw.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+            except Exception:
+                raw.invalidate()
+                raise
+            self._raw = raw
         return self._raw.dbapi_connection
 
-    def _after_failure(self, connection: Any) -> None:
-        # A lost connection is dropped (the next batch opens a new one); a refused row only rolls
-        # back its transaction.
+    def _release(self) -> None:
+        # Back to the pool as the transactional connection everyone else expects.
         assert self._raw is not None
-        if not connection.closed:
-            try:
-                connection.rollback()
-                return
-            except psycopg2.Error:
-                pass
-        self._raw.invalidate()
-        self._raw = None
+        raw, self._raw = self._raw, None
+        try:
+            raw.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+        except Exception:
+            raw.invalidate()
+            return
+        raw.close()
 
-    def _insert_postgresql(self, cursor: Any, schema: str, rows: list[dict[str, Any]]) -> set[str]:
-        """Insert rows with one multi-row statement; return the content hashes that were new."""
-        columns = tuple(rows[0])
-        if any(tuple(row) != columns for row in rows) or not set(columns) <= _COLUMNS:
-            raise ValueError("message rows of one batch must have the same, known columns")
-        head = self._statements.get((schema, columns))
-        if head is None:
-            # The schema name comes from region_schema_name (two digits); composed once.
-            head = (
-                sql.SQL("INSERT INTO {}.messages ({}) VALUES ")
-                .format(sql.Identifier(schema), sql.SQL(", ").join(map(sql.Identifier, columns)))
-                .as_string(cursor)
-                .encode()
+    def _after_failure(self, connection: Any) -> None:
+        # A refused statement left nothing behind (autocommit); a lost connection is dropped and
+        # the next batch opens a new one.
+        assert self._raw is not None
+        if connection.closed:
+            self._raw.invalidate()
+            self._raw = None
+
+    def _insert_postgresql(
+        self, cursor: Any, shares: list[tuple[str, list[dict[str, Any]]]]
+    ) -> list[set[str]]:
+        """Insert each schema's rows, all in one statement; return each share's new content hashes.
+
+        One region: ``INSERT … RETURNING``. Several: one data-modifying CTE per region, whose
+        results the outer SELECT tags with the share's index. Either way one round trip, and the
+        statement commits or fails as a whole.
+        """
+        parts: list[bytes] = []
+        for schema, rows in shares:
+            columns = tuple(rows[0])
+            if any(tuple(row) != columns for row in rows) or not set(columns) <= _COLUMNS:
+                raise ValueError("message rows of one batch must have the same, known columns")
+            head = self._statements.get((schema, columns))
+            if head is None:
+                # The schema name comes from region_schema_name (two digits); composed once.
+                head = (
+                    sql.SQL("INSERT INTO {}.messages ({}) VALUES ")
+                    .format(
+                        sql.Identifier(schema), sql.SQL(", ").join(map(sql.Identifier, columns))
+                    )
+                    .as_string(cursor)
+                    .encode()
+                )
+                self._statements[(schema, columns)] = head
+            json_at = [i for i, name in enumerate(columns) if name in _JSON_COLUMNS]
+            values: list[Any] = []
+            for row in rows:
+                value = list(row.values())
+                for i in json_at:
+                    # psycopg2 does not encode a dict; PostgreSQL casts the text.
+                    value[i] = orjson.dumps(value[i]).decode()
+                values.extend(value)
+            # One mogrify for the whole VALUES list (execute_values mogrifies row by row and
+            # re-tokenises the statement every batch: a sixth of the writer's CPU).
+            row_template = "(" + ",".join(["%s"] * len(columns)) + ")"
+            parts.append(
+                head
+                + cursor.mogrify(",".join([row_template] * len(rows)), values)
+                + b" ON CONFLICT (content_hash) DO NOTHING RETURNING content_hash"
             )
-            self._statements[(schema, columns)] = head
-        json_at = [i for i, name in enumerate(columns) if name in _JSON_COLUMNS]
-        values: list[Any] = []
-        for row in rows:
-            value = list(row.values())
-            for i in json_at:
-                # psycopg2 does not encode a dict; PostgreSQL casts the text.
-                value[i] = orjson.dumps(value[i]).decode()
-            values.extend(value)
-        # One mogrify for the whole VALUES list: what psycopg2's execute_values does per row, and
-        # without re-tokenising the statement every batch (a sixth of the writer's CPU).
-        row_template = "(" + ",".join(["%s"] * len(columns)) + ")"
-        cursor.execute(
-            head
-            + cursor.mogrify(",".join([row_template] * len(rows)), values)
-            + b" ON CONFLICT (content_hash) DO NOTHING RETURNING content_hash"
+        if len(parts) == 1:
+            cursor.execute(parts[0])
+            return [{row[0] for row in cursor.fetchall()}]
+        ctes = b", ".join(b"s%d AS (%s)" % (i, part) for i, part in enumerate(parts))
+        union = b" UNION ALL ".join(
+            b"SELECT %d, content_hash FROM s%d" % (i, i) for i in range(len(parts))
         )
-        return {row[0] for row in cursor.fetchall()}
+        cursor.execute(b"WITH " + ctes + b" " + union)
+        new: list[set[str]] = [set() for _ in parts]
+        for index, content_hash in cursor.fetchall():
+            new[index].add(content_hash)
+        return new
 
 
 def _first_copies(items: Sequence[_Pending]) -> dict[str, _Pending]:

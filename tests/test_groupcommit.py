@@ -235,3 +235,19 @@ def test_a_lost_database_connection_fails_one_call_and_the_next_succeeds(
     # ...and the writer does not hand the dead connection out again: the next call is stored.
     assert hub.inbound.insert(region.lan_code, _row(region.lan_code)) is True
     assert _count(hub, region.lan_code) == 2 + int(stored)
+
+
+def test_the_writer_hands_its_connection_back_transactional(
+    hub: Hub, settings: Any, add_region: Callable[..., Region]
+) -> None:
+    if settings.is_sqlite:
+        pytest.skip("the writer keeps a connection of its own on PostgreSQL only")
+    region = add_region("14", "SE2321000131", "VGR")
+    writer = GroupCommit(hub.db)
+    assert writer.insert(region.lan_code, _row(region.lan_code)) is True
+    assert writer._raw is not None
+    dbapi = writer._raw.dbapi_connection
+    assert dbapi is not None and dbapi.autocommit  # one statement per batch, no BEGIN/COMMIT
+    writer.close()
+    # Back in the pool it must behave like every other connection: transactions, not autocommit.
+    assert writer._raw is None and dbapi.autocommit is False
