@@ -359,3 +359,42 @@ def test_concurrent_validations_keep_their_own_errors() -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         codes = list(pool.map(run, range(64)))
     assert codes == ["OK" if n % 2 else "ERROR" for n in range(64)]
+
+
+def test_threads_compile_the_schema_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # libxml2's schema compiler is not thread-safe on first use: right after a start, threads
+    # compiling at once failed ("the given type '' is not a built-in type") or crashed the
+    # process with SIGSEGV (tests/test_crash.py caught it). Each thread still gets its own copy.
+    import threading
+    import time
+    from typing import Any
+
+    from hub.contract import validate
+
+    running, most = 0, 0
+    count_lock = threading.Lock()
+    real = validate.load_schema
+
+    def slow_load(folder: Path | None = None) -> Any:
+        nonlocal running, most
+        with count_lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.02)  # long enough for the others to try
+        try:
+            return real(folder)
+        finally:
+            with count_lock:
+                running -= 1
+
+    monkeypatch.setattr(validate, "load_schema", slow_load)
+    compiled: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda: compiled.append(validate.schema())) for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(compiled) == 8 and len({id(c) for c in compiled}) == 8
+    assert most == 1

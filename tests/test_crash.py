@@ -59,6 +59,7 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
             "AGENTHUB_DATABASE_URL": settings.database_url,
             "AGENTHUB_LOG_LEVEL": "warning",
             "PYTHONPATH": str(ROOT),
+            "PYTHONFAULTHANDLER": "1",
         }
     )
     env.update(extra)
@@ -226,7 +227,7 @@ def _start_web(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
             time.sleep(0.1)
     proc.kill()
     proc.wait()
-    tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
+    tail = log.read_text(encoding="utf-8", errors="replace")[-12000:]
     raise AssertionError(f"agenthub serve did not come up (exit {proc.returncode}):\n{tail}")
 
 

@@ -117,13 +117,18 @@ def load_schema(folder: Path | None = None) -> etree.XMLSchema:
 # An XMLSchema's compiled schema is read-only, but the object's error_log is overwritten by every
 # validation, so two threads sharing one would read each other's errors. One per thread it is.
 _local = threading.local()
+# Compiling is not thread-safe in libxml2 (its built-in types are set up on first use): threads
+# that compiled at once right after a start failed with "the given type '' is not a built-in
+# type", or crashed the process (SIGSEGV, seen in tests/test_crash.py). One compile at a time.
+_compile_lock = threading.Lock()
 
 
 def schema() -> etree.XMLSchema:
-    """This thread's compiled schema (compiled once per thread)."""
+    """This thread's compiled schema (compiled once per thread, one thread at a time)."""
     compiled: etree.XMLSchema | None = getattr(_local, "schema", None)
     if compiled is None:
-        compiled = load_schema()
+        with _compile_lock:
+            compiled = load_schema()
         _local.schema = compiled
     return compiled
 
