@@ -5,10 +5,12 @@ import time
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from hub.contract import personnummer
-from hub.contract.names import CORE_NS, MAX_PAYLOAD_BYTES, RESPONDER_NS
+from hub.contract.names import CORE_NS, MAX_PAYLOAD_BYTES, PAYLOAD_TAG, RESPONDER_NS
 from hub.contract.parse import MalformedRequest, information_from_element, parse_request
+from hub.messages import canonical_bytes
 
 DATA = Path(__file__).parent / "data" / "contract"
 PNR = personnummer.generate(random.Random(11))
@@ -120,3 +122,25 @@ def test_summary_has_no_identifiers() -> None:
     assert summary["kind"] == "move" and summary["hpv_results"] == 2
     assert all(PNR not in str(v) for v in summary.values())
     assert CORE_NS not in str(summary)
+
+
+@pytest.mark.parametrize("fixture", ["request_full.xml", "request_extensions.xml"])
+def test_parse_drops_indentation_only_so_the_canonical_form_needs_no_copy(fixture: str) -> None:
+    plain = _fixture(fixture)
+    # The same message indented, and one with a leaf whose whitespace is its value.
+    indented = etree.tostring(etree.fromstring(plain), pretty_print=True)
+    tree = etree.fromstring(plain)
+    next(tree.iter(f"{{{CORE_NS}}}name")).text = "  "
+    leaf = etree.tostring(tree)
+
+    def fast(body: bytes) -> bytes:
+        element = parse_request(body).body_element.find(PAYLOAD_TAG)
+        assert element is not None
+        return canonical_bytes(element, blank_text_removed=True)
+
+    for body in (plain, indented, leaf):
+        slow = etree.fromstring(body).find(f".//{PAYLOAD_TAG}")  # keeps every text node
+        assert slow is not None
+        assert fast(body) == canonical_bytes(slow)
+    assert fast(plain) == fast(indented)
+    assert fast(leaf) != fast(plain) and b">  </" in fast(leaf)  # a leaf's own value is kept

@@ -46,7 +46,12 @@ class ModelError(ValueError):
 
 @dataclass(frozen=True)
 class SoapRequest:
-    """The parts of a SOAP 1.1 request the hub looks at."""
+    """The parts of a SOAP 1.1 request the hub looks at.
+
+    Parsed without whitespace-only text between elements (``remove_blank_text``): indentation
+    carries nothing in this contract, and its elements can be put in canonical form directly
+    (``canonical_bytes(..., blank_text_removed=True)``).
+    """
 
     envelope: etree._Element
     body_element: etree._Element
@@ -75,7 +80,7 @@ def parse_request(body: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> SoapReques
     if b"<!DOCTYPE" in body[: root_start.start() if root_start else len(body)]:
         raise MalformedRequest("a DOCTYPE, DTD or entity declaration is not allowed")
     try:
-        envelope = parse_untrusted(body, max_bytes)
+        envelope = parse_untrusted(body, max_bytes, remove_blank_text=True)
     except UnsafeXml as exc:
         if "DOCTYPE" in str(exc):
             raise MalformedRequest("a DOCTYPE, DTD or entity declaration is not allowed") from None

@@ -20,7 +20,7 @@ from hub.contract.personnummer import generate
 from hub.contract.samples import Scenario, sample_information
 from hub.contract.serialise import build_request_envelope
 from hub.drops.received import information_element
-from hub.messages import CallMeta, message_row
+from hub.messages import CallMeta, canonical_bytes, message_row
 from hub.tables import messages
 
 SCENARIOS: tuple[Scenario, ...] = ("move", "sample", "treatment", "no_information")
@@ -61,7 +61,7 @@ def seed_messages(
             message_row(
                 cipher,
                 info,
-                information_element(body),
+                canonical_bytes(information_element(body)),
                 body,
                 message_id=message_id,
                 received_at=start + timedelta(seconds=index),
