@@ -119,13 +119,6 @@ def parse_request(body: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> SoapReques
 
 # --- payload → model -------------------------------------------------------------------------
 
-# Every child tag the model reads, qualified once at import rather than per lookup.
-_ROOT, _EXTENSION = f"{{{CORE_NS}}}root", f"{{{CORE_NS}}}extension"
-_CODE, _CODE_SYSTEM = f"{{{CORE_NS}}}code", f"{{{CORE_NS}}}codeSystem"
-_CODE_SYSTEM_NAME = f"{{{CORE_NS}}}codeSystemName"
-_CODE_SYSTEM_VERSION = f"{{{CORE_NS}}}codeSystemVersion"
-_DISPLAY_NAME, _ORIGINAL_TEXT = f"{{{CORE_NS}}}displayName", f"{{{CORE_NS}}}originalText"
-
 
 def _q(name: str) -> str:
     return f"{{{CORE_NS}}}{name}"
@@ -138,7 +131,7 @@ def _children(el: etree._Element) -> _Children:
     # One pass over an element's children into a map, then dictionary look-ups: the model reads
     # some forty children per message, and a search per child (find() or iterchildren(tag))
     # made building the model cost seven times the XSD validation. The first of equal tags
-    # wins, as with find(); repeated elements are read with iterfind.
+    # wins, as with find(); repeated elements are read with iterchildren.
     kids: _Children = {}
     for child in el:
         kids.setdefault(child.tag, child)
@@ -156,8 +149,8 @@ def _text(kids: _Children, parent: etree._Element, name: str) -> str:
     return _one(kids, parent, name).text or ""
 
 
-def _opt_text(kids: _Children, tag: str) -> str | None:
-    el = kids.get(tag)
+def _opt_text(kids: _Children, name: str) -> str | None:
+    el = kids.get(_q(name))
     return None if el is None else (el.text or "")
 
 
@@ -168,10 +161,7 @@ def _opt(kids: _Children, name: str, build: Callable[[etree._Element], _T]) -> _
 
 def _ii(el: etree._Element) -> II:
     kids = _children(el)
-    root = kids.get(_ROOT)
-    if root is None:
-        raise ModelError(f"{_local(el)}/root is missing")
-    return II(root=root.text or "", extension=_opt_text(kids, _EXTENSION))
+    return II(root=_text(kids, el, "root"), extension=_opt_text(kids, "extension"))
 
 
 def _cv(el: etree._Element) -> CV:
@@ -179,10 +169,10 @@ def _cv(el: etree._Element) -> CV:
     return CV(
         code=_text(kids, el, "code"),
         code_system=_text(kids, el, "codeSystem"),
-        code_system_name=_opt_text(kids, _CODE_SYSTEM_NAME),
-        code_system_version=_opt_text(kids, _CODE_SYSTEM_VERSION),
-        display_name=_opt_text(kids, _DISPLAY_NAME),
-        original_text=_opt_text(kids, _ORIGINAL_TEXT),
+        code_system_name=_opt_text(kids, "codeSystemName"),
+        code_system_version=_opt_text(kids, "codeSystemVersion"),
+        display_name=_opt_text(kids, "displayName"),
+        original_text=_opt_text(kids, "originalText"),
     )
 
 
@@ -233,7 +223,7 @@ def _specimen(el: etree._Element) -> Specimen:
 
 def _planned(el: etree._Element) -> PlannedInvitation:
     kids = _children(el)
-    return PlannedInvitation(date=_text(kids, el, "date"), reason=_opt_text(kids, _q("reason")))
+    return PlannedInvitation(date=_text(kids, el, "date"), reason=_opt_text(kids, "reason"))
 
 
 def information_from_element(el: etree._Element) -> CervixScreeningInformation:
@@ -243,12 +233,9 @@ def information_from_element(el: etree._Element) -> CervixScreeningInformation:
     missing.
     """
     kids = _children(el)
-    subject = _children(_one(kids, el, "subjectOfCare"))
-    person_id = subject.get(_q("personId"))
-    if person_id is None:
-        raise ModelError("subjectOfCare/personId is missing")
+    subject = _one(kids, el, "subjectOfCare")
     return CervixScreeningInformation(
-        subject_of_care=Person(person_id=_ii(person_id)),
+        subject_of_care=Person(person_id=_ii(_one(_children(subject), subject, "personId"))),
         sending_region=_region(_one(kids, el, "sendingRegion")),
         exclusion=_opt(kids, "exclusion", _exclusion),
         follow_up_groups=tuple(_follow_up(f) for f in el.iterchildren(_q("followUpGroups"))),
