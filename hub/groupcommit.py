@@ -67,10 +67,6 @@ def _without_values(exc: BaseException) -> BaseException:
     # PostgreSQL's own text may quote the row ("DETAIL: Failing row contains (...)"), and the
     # statement's parameters are its personal data: keep only the first line of the server's
     # message, and break the chain so no traceback carries the original either.
-    if isinstance(exc, StoreError):
-        # Raised by the PostgreSQL path inside its except block: drop the driver's error it holds.
-        exc.__cause__ = exc.__context__ = None
-        return exc
     if isinstance(exc, DBAPIError):
         origin: BaseException = exc.orig if exc.orig is not None else exc
     elif isinstance(exc, psycopg2.Error):
@@ -247,10 +243,9 @@ class GroupCommit:
         try:
             with connection.cursor() as cursor:
                 new_by_share = self._insert_postgresql(cursor, shares)
-        except Exception as exc:
+        except Exception:
             self._after_failure(connection)
-            # psycopg2's text may quote the row (DETAIL): only its first line travels on.
-            raise _without_values(exc) from None
+            raise  # _write keeps only the first line of the driver's text (no row values)
         return [
             _settler(by_region[lan_code], first_of, new)
             for (lan_code, first_of), new in zip(firsts.items(), new_by_share, strict=True)
