@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from hub import groupcommit
 from hub.context import Hub
 from hub.groupcommit import GroupCommit, StoreError
 from hub.tables import messages
@@ -144,6 +145,74 @@ def test_the_same_content_twice_in_one_batch_is_stored_once(
         writer.close()
 
 
+class _Recording(GroupCommit):
+    """A writer that records its batch sizes and every wait for more calls."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches: list[int] = []
+        self.waits: list[float] = []
+        outer = self
+
+        class _Queue(queue.SimpleQueue[Any]):
+            def get(self, block: bool = True, timeout: float | None = None) -> Any:
+                if timeout is not None:
+                    outer.waits.append(timeout)
+                return super().get(block, timeout)
+
+        self._queue = _Queue()
+
+    def _write(self, by_region: dict[str, list[Any]]) -> None:
+        self.batches.append(sum(len(items) for items in by_region.values()))
+        super()._write(by_region)
+
+
+def test_under_load_a_batch_waits_a_moment_for_the_next_call(
+    hub: Hub, add_region: Callable[..., Region], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    region = add_region("14", "SE2321000131", "VGR")
+    # Every call counts as "under load", and the wait is long enough to be sure of in a test.
+    monkeypatch.setattr(groupcommit, "BUSY_SECONDS", 3600.0)
+    monkeypatch.setattr(groupcommit, "GATHER_SECONDS", 2.0)
+    writer = _Recording(hub.db)
+    try:
+        assert writer.insert(region.lan_code, _row(region.lan_code)) is True
+        results: list[Any] = [None, None]
+
+        def call(index: int) -> None:
+            results[index] = writer.insert(region.lan_code, _row(region.lan_code))
+
+        first = threading.Thread(target=call, args=(0,))
+        first.start()
+        time.sleep(0.2)  # the second call comes well after the first is queued...
+        second = threading.Thread(target=call, args=(1,))
+        second.start()
+        first.join(10)
+        second.join(10)
+        assert results == [True, True]
+        # ...and still shares its commit: the batch was held open for it.
+        assert writer.batches == [1, 2]
+        assert writer.waits and _count(hub, region.lan_code) == 3
+    finally:
+        writer.close()
+
+
+def test_a_call_now_and_then_is_written_at_once(
+    hub: Hub, add_region: Callable[..., Region], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    region = add_region("14", "SE2321000131", "VGR")
+    monkeypatch.setattr(groupcommit, "BUSY_SECONDS", 0.0)  # every call comes after a quiet spell
+    monkeypatch.setattr(groupcommit, "GATHER_SECONDS", 30.0)
+    writer = _Recording(hub.db)
+    try:
+        for _ in range(3):
+            assert writer.insert(region.lan_code, _row(region.lan_code)) is True
+        # No batch waited for company (a wait would have taken 30 s and shown here).
+        assert writer.batches == [1, 1, 1] and writer.waits == []
+    finally:
+        writer.close()
+
+
 def test_one_bad_row_fails_only_its_own_call(hub: Hub, regions_ab: tuple[Region, Region]) -> None:
     a, b = regions_ab
     writer = _Gate(hub.db)
@@ -183,6 +252,8 @@ def test_counts_per_region_are_logged_not_each_message(
     with caplog.at_level(logging.INFO, logger="hub.groupcommit"):
         hub.inbound.log_summary()
     lines = [r.getMessage() for r in caplog.records if r.name == "hub.groupcommit"]
+    # How well calls shared commits: four calls, each alone (nothing else was in flight).
+    assert any(line.startswith("4 messages written in 4 batches") for line in lines)
     assert any(
         line.startswith(f"region {a.lan_code}: 2 messages stored, 1 resends") for line in lines
     )
