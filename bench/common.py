@@ -171,6 +171,15 @@ class LoadResult:
     seconds: float
     latencies: list[float]
 
+    def __add__(self, other: LoadResult) -> LoadResult:
+        """Two runs (rounds) of the same app taken together."""
+        return LoadResult(
+            self.count + other.count,
+            self.failures + other.failures,
+            self.seconds + other.seconds,
+            self.latencies + other.latencies,
+        )
+
     @property
     def rate(self) -> float:
         """Answered calls per second."""

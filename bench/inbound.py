@@ -7,8 +7,10 @@ Three apps run under gunicorn (2 workers × 16 threads, gthread) on loopback: th
 (parse + XSD + fixed OK), ``+insert`` (the baseline plus one plain psycopg2 INSERT and commit
 per call: what storing at all costs) and the hub, which stores into PostgreSQL (a fresh database
 ``agenthub_bench``). Valid, distinct messages are spread over three member regions. The apps run
-one after another at each concurrency so all see the same machine; each row also shows the CPU
-milliseconds per call spent by the server, by PostgreSQL and by the load generator.
+in turns at each concurrency, in several rounds of a share of the messages each, so that a
+machine that speeds up or slows down during the run (a shared host) weighs on every app alike;
+each row also shows the CPU milliseconds per call spent by the server, by PostgreSQL and by the
+load generator.
 Target (issue 2): hub throughput ≥ 0.5 × baseline, and hub p99 ≤ 50 ms at 10 concurrent.
 """
 
@@ -94,6 +96,9 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=20_000, help="messages per run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[10, 32])
     parser.add_argument("--quick", action="store_true", help="n=2000")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="turns each app takes at each concurrency"
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (both apps)")
     parser.add_argument("--threads", type=int, default=16, help="threads per worker")
     args = parser.parse_args()
@@ -147,16 +152,29 @@ def main() -> int:
         for server in servers.values():
             run_load(server.port, ENDPOINT_PATH, warmup, 8, b">OK<")
         for concurrency, bodies in runs.items():
-            for label, server in servers.items():
-                print(f"  {label:<8} {concurrency:>3} concurrent …", flush=True)
-                before = _cpu(server, pg_pid)
-                results[(label, concurrency)] = run_load(
-                    server.port, ENDPOINT_PATH, bodies, concurrency, b">OK<"
-                )
-                after = _cpu(server, pg_pid)
-                cpu[(label, concurrency)] = tuple(  # type: ignore[assignment]
-                    (b - a) / len(bodies) * 1000 for a, b in zip(before, after, strict=True)
-                )
+            # Each app takes the same share of the messages in turn, round after round.
+            rounds = max(1, min(args.rounds, len(bodies)))
+            shares = [bodies[i::rounds] for i in range(rounds)]
+            for number, share in enumerate(shares, 1):
+                for label, server in servers.items():
+                    print(
+                        f"  {label:<8} {concurrency:>3} concurrent, round {number}/{rounds} …",
+                        flush=True,
+                    )
+                    before = _cpu(server, pg_pid)
+                    result = run_load(server.port, ENDPOINT_PATH, share, concurrency, b">OK<")
+                    after = _cpu(server, pg_pid)
+                    key = (label, concurrency)
+                    results[key] = results[key] + result if key in results else result
+                    spent = [b - a for a, b in zip(before, after, strict=True)]
+                    cpu[key] = tuple(  # type: ignore[assignment]
+                        x + y for x, y in zip(cpu.get(key, (0.0, 0.0, 0.0)), spent, strict=True)
+                    )
+        # CPU seconds in all → milliseconds per call.
+        cpu = {
+            key: tuple(x / results[key].count * 1000 for x in spent)  # type: ignore[misc]
+            for key, spent in cpu.items()
+        }
     finally:
         for server in servers.values():
             server.stop()
@@ -169,8 +187,8 @@ def main() -> int:
 
     print()
     print(
-        f"inbound benchmark: N={n} per run, gunicorn {args.workers}×{args.threads} gthread, "
-        "PostgreSQL, 3 regions"
+        f"inbound benchmark: N={n} per app and concurrency (in {args.rounds} rounds), "
+        f"gunicorn {args.workers}×{args.threads} gthread, PostgreSQL, 3 regions"
     )
     print(
         f"{'app':<9}{'conc':>5}{'msgs/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'fail':>6}"

@@ -7,7 +7,6 @@ trace or personal data, and every answer has a body.
 
 from __future__ import annotations
 
-import io
 import logging
 import posixpath
 import threading
@@ -188,9 +187,6 @@ class ProducerEndpoint:
             original_consumer_hsaid=environ.get(_wsgi_header(HDR_ORIGINAL_CONSUMER)),
             correlation_id=environ.get(_wsgi_header(HDR_CORRELATION_ID)),
         )
-        environ["wsgi.input"] = io.BytesIO(body)
-        environ["CONTENT_LENGTH"] = str(len(body))
-        # Straight to Spyne's RPC handling: its __call__ would only rebuild the URL and check for
-        # a ?wsdl request, which this endpoint has already answered itself above.
-        result: Iterable[bytes] = self.spyne.handle_rpc(environ, start_response)
-        return result
+        status, answer = self.spyne.dispatch(environ)
+        start_response(status, [("Content-Type", _XML), ("Content-Length", str(len(answer)))])
+        return [answer]
