@@ -161,21 +161,14 @@ class GroupCommit:
                 self.log_summary()
                 return
             batch = [first]
-            arrived = time.monotonic()
-            busy = arrived - self._written_at < BUSY_SECONDS
-            deadline = arrived + GATHER_SECONDS
+            if time.monotonic() - self._written_at < BUSY_SECONDS:
+                # Under load: let the calls being validated right now catch this commit.
+                self._pause(GATHER_SECONDS)
             while len(batch) < self.max_batch:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
-                    now = time.monotonic()
-                    if not busy or now >= deadline:
-                        break
-                    # Other calls are most likely being validated: wait a moment for their rows.
-                    try:
-                        item = self._queue.get(timeout=deadline - now)
-                    except queue.Empty:
-                        break
+                    break
                 if item is None:
                     self._queue.put(None)  # stop after this batch
                     break
@@ -195,6 +188,11 @@ class GroupCommit:
             now = self._written_at = time.monotonic()
             if now - self._summary_at >= SUMMARY_SECONDS:
                 self.log_summary(now)
+
+    def _pause(self, seconds: float) -> None:
+        # One sleep rather than a wait woken by each row that arrives: every wake-up of this
+        # thread is a context switch and a turn at the GIL (three fewer per call under load).
+        time.sleep(seconds)
 
     def _finish(self, item: _Pending) -> None:
         # Counted before the caller is woken, so a summary never lags behind an answer.
