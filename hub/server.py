@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from hub.app import create_app
+from hub.app import serving_app
 from hub.config import load_settings
 from hub.context import build_hub
 from hub.migrate import upgrade_all
@@ -29,7 +29,7 @@ def serve(host: str, port: int, *, workers: int = 0, threads: int = 8) -> None:
         from werkzeug.serving import run_simple
 
         log.info("serving on http://%s:%d (single process)", host, port)
-        run_simple(host, port, create_app(), threaded=True, use_reloader=False)
+        run_simple(host, port, serving_app(), threaded=True, use_reloader=False)
         return
     from gunicorn.app.base import BaseApplication
 
@@ -44,6 +44,6 @@ def serve(host: str, port: int, *, workers: int = 0, threads: int = 8) -> None:
             self.cfg.set("preload_app", False)
 
         def load(self) -> Any:
-            return create_app()
+            return serving_app()
 
     _Gunicorn().run()

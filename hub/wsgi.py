@@ -1,5 +1,5 @@
 """WSGI entry point for a production server: ``gunicorn hub.wsgi:app`` (see deploy/)."""
 
-from hub.app import create_app
+from hub.app import serving_app
 
-app = create_app()
+app = serving_app()

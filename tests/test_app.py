@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -40,6 +41,29 @@ def _env(settings: Any) -> dict[str, str]:
         "AGENTHUB_DATA_DIR": str(settings.data_dir),
         "AGENTHUB_DATABASE_URL": settings.database_url,
     }
+
+
+def test_the_production_entry_point_freezes_its_start_up_heap(settings: Any) -> None:
+    # In a process of its own: freezing is for a serving process, not for this test run.
+    script = (
+        "import gc; from hub.wsgi import app; "
+        "print(gc.get_freeze_count(), app.extensions['agenthub'].settings.env)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("AGENTHUB_")},
+            **_env(settings),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    frozen, env = done.stdout.split()
+    # The modules, compiled schema and Spyne interface are out of the collector's way.
+    assert int(frozen) > 10_000 and env == "test"
 
 
 def test_cli_region_add_list_and_messages(
