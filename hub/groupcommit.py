@@ -48,9 +48,11 @@ SUMMARY_SECONDS = 60.0
 # calls costs PostgreSQL about half as much per call as a commit each (bench/inbound.py: 0.30 →
 # 0.21 ms of PostgreSQL CPU per message, and batches of 1.5 → 3 messages).
 GATHER_SECONDS = 0.002
-# "Under load": the first call of a batch came within this long of the last commit. A call now
-# and then (a quiet night, a test) is written at once and never waits.
+# "Under load": the first call of a batch came within this long of the last commit, and recent
+# batches carried on average at least 1 + COMPANY_MIN calls. A call now and then (a quiet night)
+# and a client that sends one call after another are written at once and never wait.
 BUSY_SECONDS = 0.01
+COMPANY_MIN = 0.25
 
 
 # SQLite (the embedded default): SQLAlchemy's insert; ON CONFLICT and RETURNING tell which rows
@@ -107,6 +109,8 @@ class GroupCommit:
         self._resends: dict[str, int] = {}
         self._batches = 0
         self._written_at = 0.0
+        # Moving average of the other calls a batch carried (0: every call was alone).
+        self._company = 0.0
         self._summary_at = time.monotonic()
         # The writer thread's own PostgreSQL connection, and its statements by schema and columns.
         self._raw: PoolProxiedConnection | None = None
@@ -161,7 +165,7 @@ class GroupCommit:
                 self.log_summary()
                 return
             batch = [first]
-            if time.monotonic() - self._written_at < BUSY_SECONDS:
+            if time.monotonic() - self._written_at < BUSY_SECONDS and self._company >= COMPANY_MIN:
                 # Under load: let the calls being validated right now catch this commit.
                 self._pause(GATHER_SECONDS)
             while len(batch) < self.max_batch:
@@ -174,6 +178,7 @@ class GroupCommit:
                     break
                 batch.append(item)
             self._batches += 1
+            self._company = 0.9 * self._company + 0.1 * (len(batch) - 1)
             by_region: dict[str, list[_Pending]] = {}
             for item in batch:
                 by_region.setdefault(item.lan_code, []).append(item)
