@@ -86,11 +86,19 @@ def _without_values(exc: BaseException) -> BaseException:
     return StoreError(f"{type(origin).__name__}: {first_line}")
 
 
+def _held_lock() -> Any:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 @dataclass(eq=False)
 class _Pending:
     lan_code: str
     row: dict[str, Any]
-    done: threading.Event = field(default_factory=threading.Event)
+    # Held from the start and released by the writer once the call is settled. A bare lock, not
+    # an Event: an Event builds a Condition per call and waits through it (bench/inbound.py).
+    done: Any = field(default_factory=_held_lock)
     inserted: bool = False
     error: BaseException | None = None
 
@@ -125,7 +133,7 @@ class GroupCommit:
         pending = _Pending(lan_code, row)
         self._ensure_writer()
         self._queue.put(pending)
-        if not pending.done.wait(COMMIT_WAIT_SECONDS):
+        if not pending.done.acquire(timeout=COMMIT_WAIT_SECONDS):
             raise TimeoutError("the message store did not commit in time")
         if pending.error is not None:
             raise pending.error
@@ -204,7 +212,7 @@ class GroupCommit:
         if item.error is None:
             counts = self._stored if item.inserted else self._resends
             counts[item.lan_code] = counts.get(item.lan_code, 0) + 1
-        item.done.set()
+        item.done.release()
 
     def log_summary(self, now: float | None = None) -> None:
         """Log (INFO) the messages stored and the resends answered per region since last time."""

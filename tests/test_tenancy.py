@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import zlib
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
@@ -142,6 +144,10 @@ def test_deflated_seal_is_smaller_opens_alike_and_stays_bound_to_its_region(
     assert len(deflated) < len(body) / 2 < len(plain)
     # Both formats open (rows written before deflating existed stay readable)...
     assert a.open(deflated, "body") == a.open(plain, "body") == body
+    # ...as do rows deflated with zlib's default 32 kB window, before the window shrank to 4 kB.
+    nonce = os.urandom(12)
+    wide = b"\x02" + nonce + a._aead.encrypt(nonce, zlib.compress(body, 1), b"14:body")
+    assert a.open(wide, "body") == body
     # ...and neither opens with another region's key.
     for sealed in (deflated, plain):
         with pytest.raises(Exception):  # noqa: B017 - InvalidTag
