@@ -1,11 +1,14 @@
 """Group commit for inbound messages: many request threads, one transaction per region and batch.
 
 Storing a call costs a transaction, and a commit waits for the write-ahead log to reach the disk.
-Under load, the calls in flight at the same moment are written together: one writer thread per
-process takes every message queued so far and writes them with one statement (PostgreSQL: every
-region's share in one round trip; SQLite: one transaction per region file), and only once that
-has committed wakes the request threads, which answer.
+Under load, the calls in flight at the same moment are written together. A call that arrives
+while no batch is being written leads: in its own thread it takes every message queued so far
+and writes them with one statement (PostgreSQL: every region's share in one round trip; SQLite:
+one transaction per region file). Only once that has committed does it wake the other calls of
+the batch, which answer, and hand the lead to the first call that queued meanwhile.
 An answer therefore still means "committed"; what is shared is the round trips and the disk wait.
+No thread of its own: a writer thread cost every call two more context switches and a turn at
+the GIL (bench/inbound.py).
 
 A resend is caught by the unique content hash (``ON CONFLICT DO NOTHING``), also when both copies
 arrive in the same batch. When a batch fails as a whole, each of its messages is retried in a
@@ -16,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -42,9 +44,9 @@ log = logging.getLogger(__name__)
 COMMIT_WAIT_SECONDS = 25.0
 # Upper bound on one batch: keeps a statement's size and the time a batch holds locks small.
 MAX_BATCH = 64
-# How often the writer logs how many messages it stored per region (INFO).
+# How often the group commit logs how many messages it stored per region (INFO).
 SUMMARY_SECONDS = 60.0
-# Under load the writer holds a batch open this long for more calls: a commit shared by three
+# Under load a leader holds a batch open this long for more calls: a commit shared by three
 # calls costs PostgreSQL about half as much per call as a commit each (bench/inbound.py: 0.30 →
 # 0.21 ms of PostgreSQL CPU per message, and batches of 1.5 → 3 messages).
 GATHER_SECONDS = 0.002
@@ -96,9 +98,11 @@ def _held_lock() -> Any:
 class _Pending:
     lan_code: str
     row: dict[str, Any]
-    # Held from the start and released by the writer once the call is settled. A bare lock, not
-    # an Event: an Event builds a Condition per call and waits through it (bench/inbound.py).
+    # Held from the start; released when the call is settled, or to make it lead (``leads``).
+    # A bare lock, not an Event: an Event builds a Condition per call and waits through it.
     done: Any = field(default_factory=_held_lock)
+    leads: bool = False
+    settled: bool = False
     inserted: bool = False
     error: BaseException | None = None
 
@@ -109,10 +113,12 @@ class GroupCommit:
     def __init__(self, db: Database, max_batch: int = MAX_BATCH) -> None:
         self.db = db
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
+        # Calls waiting for a batch; while nobody leads (``_writing`` false) it is empty.
+        self._queued: list[_Pending] = []
+        self._writing = False
+        self._idle = threading.Condition(self._lock)
+        self._pid = os.getpid()
         self._stored: dict[str, int] = {}
         self._resends: dict[str, int] = {}
         self._batches = 0
@@ -120,7 +126,8 @@ class GroupCommit:
         # Moving average of the other calls a batch carried (0: every call was alone).
         self._company = 0.0
         self._summary_at = time.monotonic()
-        # The writer thread's own PostgreSQL connection, and its statements by schema and columns.
+        # The leaders' PostgreSQL connection (one leader at a time), and its statements by schema
+        # and columns.
         self._raw: PoolProxiedConnection | None = None
         self._statements: dict[tuple[str, tuple[str, ...]], bytes] = {}
 
@@ -131,80 +138,98 @@ class GroupCommit:
         Raises what the database raised for this row, or TimeoutError when no commit came in time.
         """
         pending = _Pending(lan_code, row)
-        self._ensure_writer()
-        self._queue.put(pending)
-        if not pending.done.acquire(timeout=COMMIT_WAIT_SECONDS):
-            raise TimeoutError("the message store did not commit in time")
+        if self._pid != os.getpid():
+            self._after_fork()
+        with self._lock:
+            self._enqueue(pending)
+            if not self._writing:
+                self._writing = pending.leads = True
+        while True:
+            if pending.leads:
+                pending.leads = False
+                self._lead()
+            if not pending.done.acquire(timeout=COMMIT_WAIT_SECONDS):
+                with self._lock:
+                    # Made leader at the last moment: the lock was released with the flag set.
+                    if not pending.leads:
+                        # Never written now, and never handed the lead: nobody would take it.
+                        if pending in self._queued:
+                            self._queued.remove(pending)
+                        raise TimeoutError("the message store did not commit in time")
+                pending.done.acquire()
+            if pending.settled:
+                break
         if pending.error is not None:
             raise pending.error
         return pending.inserted
 
+    def _enqueue(self, pending: _Pending) -> None:
+        # Under self._lock.
+        self._queued.append(pending)
+
     def close(self) -> None:
-        """Stop the writer thread after it has written what is queued."""
+        """Let a batch being written finish, then hand the connection back to the pool."""
+        if self._pid != os.getpid():
+            return  # a forked child's copy holds the parent's connection: not ours to close
         with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None and self._pid == os.getpid():
-            self._queue.put(None)
-            thread.join(COMMIT_WAIT_SECONDS)
-            if not thread.is_alive() and self._raw is not None:
-                self._release()
+            idle = self._idle.wait_for(lambda: not self._writing, COMMIT_WAIT_SECONDS)
+        if idle and self._raw is not None:
+            self._release()
+        self.log_summary()
 
-    def _ensure_writer(self) -> None:
-        # Started on first use, and again in a forked child (threads do not survive a fork).
-        if self._thread is not None and self._pid == os.getpid():
-            return
+    def _after_fork(self) -> None:
+        # A forked child: what the parent queued is the parent's to write, its connection is the
+        # parent's, and its lock may have been held by a thread that does not exist here.
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._queued, self._writing, self._raw = [], False, None
+        self._pid = os.getpid()
+
+    def _lead(self) -> None:
+        """Write one batch from the head of the queue, then hand the lead on or give it up."""
+        if time.monotonic() - self._written_at < BUSY_SECONDS and self._company >= COMPANY_MIN:
+            # Under load: let the calls being validated right now catch this commit.
+            self._pause(GATHER_SECONDS)
         with self._lock:
-            if self._thread is None or self._pid != os.getpid():
-                if self._pid not in (0, os.getpid()):
-                    # A forked child: what the parent queued is the parent's to write.
-                    self._queue = queue.SimpleQueue()
-                    # Nor is its connection this process's to use.
-                    self._raw = None
-                self._pid = os.getpid()
-                self._thread = threading.Thread(
-                    target=self._run, name="agenthub-group-commit", daemon=True
-                )
-                self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                self.log_summary()
-                return
-            batch = [first]
-            if time.monotonic() - self._written_at < BUSY_SECONDS and self._company >= COMPANY_MIN:
-                # Under load: let the calls being validated right now catch this commit.
-                self._pause(GATHER_SECONDS)
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)  # stop after this batch
-                    break
-                batch.append(item)
-            self._batches += 1
-            self._company = 0.9 * self._company + 0.1 * (len(batch) - 1)
-            by_region: dict[str, list[_Pending]] = {}
+            batch = self._queued[: self.max_batch]
+            del self._queued[: self.max_batch]
+        try:
+            self._write_batch(batch)
+        finally:
             for item in batch:
-                by_region.setdefault(item.lan_code, []).append(item)
-            if self.db.is_sqlite:
-                # One file per region: a transaction cannot span two regions.
-                for lan_code, items in by_region.items():
-                    self._write({lan_code: items})
-            else:
-                # One database holds every region's schema: one transaction (one commit, one
-                # wait for the disk) covers the whole batch.
-                self._write(by_region)
+                if not item.settled:  # only if writing itself broke: the caller must not hang
+                    item.error = StoreError("the batch could not be written")
+                    self._finish(item)
             now = self._written_at = time.monotonic()
-            if now - self._summary_at >= SUMMARY_SECONDS:
-                self.log_summary(now)
+            with self._lock:
+                if self._queued:
+                    following = self._queued[0]
+                    following.leads = True
+                    following.done.release()
+                else:
+                    self._writing = False
+                    self._idle.notify_all()
+        if now - self._summary_at >= SUMMARY_SECONDS:
+            self.log_summary(now)
+
+    def _write_batch(self, batch: list[_Pending]) -> None:
+        self._batches += 1
+        self._company = 0.9 * self._company + 0.1 * (len(batch) - 1)
+        by_region: dict[str, list[_Pending]] = {}
+        for item in batch:
+            by_region.setdefault(item.lan_code, []).append(item)
+        if self.db.is_sqlite:
+            # One file per region: a transaction cannot span two regions.
+            for lan_code, items in by_region.items():
+                self._write({lan_code: items})
+        else:
+            # One database holds every region's schema: one transaction (one commit, one wait
+            # for the disk) covers the whole batch.
+            self._write(by_region)
 
     def _pause(self, seconds: float) -> None:
-        # One sleep rather than a wait woken by each row that arrives: every wake-up of this
-        # thread is a context switch and a turn at the GIL (three fewer per call under load).
+        # One sleep, not a wait woken by each call that queues: every wake-up is a context
+        # switch and a turn at the GIL (three fewer per call under load).
         time.sleep(seconds)
 
     def _finish(self, item: _Pending) -> None:
@@ -212,6 +237,7 @@ class GroupCommit:
         if item.error is None:
             counts = self._stored if item.inserted else self._resends
             counts[item.lan_code] = counts.get(item.lan_code, 0) + 1
+        item.settled = True
         item.done.release()
 
     def log_summary(self, now: float | None = None) -> None:
@@ -292,7 +318,7 @@ class GroupCommit:
         ]
 
     def _postgresql(self) -> Any:
-        # The writer keeps one connection of its own, straight psycopg2: SQLAlchemy's checkout,
+        # The leaders keep one connection of their own, straight psycopg2: SQLAlchemy's checkout,
         # begin and statement compilation per batch were a third of the writer's CPU, and the
         # writer a third of a web process's (py-spy under bench/inbound.py). It runs in autocommit:
         # a batch is one statement, atomic by itself, so BEGIN and COMMIT, a round trip each

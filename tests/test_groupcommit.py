@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 import uuid
@@ -51,19 +50,6 @@ def _count(hub: Hub, lan: str) -> int:
         return int(connection.execute(select(func.count()).select_from(messages)).scalar_one())
 
 
-class _CountingQueue(queue.SimpleQueue[Any]):
-    """A queue that counts what was ever put in it, so a test knows when every call arrived."""
-
-    def __init__(self) -> None:
-        self.puts = 0
-        self._count_lock = threading.Lock()
-
-    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        super().put(item, block, timeout)
-        with self._count_lock:  # += from many threads would lose counts
-            self.puts += 1
-
-
 class _Gate(GroupCommit):
     """A writer that holds its first batch until released, so later calls queue up behind it."""
 
@@ -71,7 +57,11 @@ class _Gate(GroupCommit):
         super().__init__(*args, **kwargs)
         self.release = threading.Event()
         self.batches: list[int] = []
-        self._queue = _CountingQueue()
+        self.arrived = 0  # calls ever queued, so a test knows when every call is in
+
+    def _enqueue(self, pending: Any) -> None:
+        super()._enqueue(pending)
+        self.arrived += 1  # under the writer's lock
 
     def _write(self, by_region: dict[str, list[Any]]) -> None:
         self.release.wait(10)
@@ -85,7 +75,6 @@ def _insert_together(writer: _Gate, rows: list[dict[str, Any]]) -> list[Any]:
     The gate holds the writer's first batch until every call is either in it or queued behind
     it, so what follows shows how calls in flight are batched.
     """
-    assert isinstance(writer._queue, _CountingQueue)
     results: list[Any] = [None] * len(rows)
 
     def run(index: int) -> None:
@@ -98,7 +87,7 @@ def _insert_together(writer: _Gate, rows: list[dict[str, Any]]) -> list[Any]:
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + 10
-    while writer._queue.puts < len(rows) and time.monotonic() < deadline:
+    while writer.arrived < len(rows) and time.monotonic() < deadline:
         time.sleep(0.005)
     writer.release.set()
     for thread in threads:
@@ -276,22 +265,77 @@ def test_counts_per_region_are_logged_not_each_message(
     )
 
 
-def test_the_writer_restarts_in_a_forked_child_and_stops_on_close(
+def test_a_forked_child_starts_afresh_and_close_waits_for_the_batch_being_written(
     hub: Hub, add_region: Callable[..., Region]
 ) -> None:
     region = add_region("14", "SE2321000131", "VGR")
-    writer = GroupCommit(hub.db)
+    writer = _Gate(hub.db)
+    writer.release.set()
     assert writer.insert(region.lan_code, _row(region.lan_code)) is True
-    first, first_queue = writer._thread, writer._queue
-    writer._pid = -1  # as a forked child sees it: the thread belongs to another process
+    # As a forked child finds it: the parent's call queued and its leader mid-write, in threads
+    # that do not exist in the child, and the lock perhaps held by one of them.
+    parent_row = _row(region.lan_code)
+    writer._queued.append(groupcommit._Pending(region.lan_code, parent_row))
+    writer._writing = True
+    writer._lock.acquire()
+    writer._pid = -1
     assert writer.insert(region.lan_code, _row(region.lan_code)) is True
-    assert writer._thread is not first and writer._thread is not None
-    assert writer._queue is not first_queue
-    first_queue.put(None)  # a real fork leaves no such thread behind; stop the test's one
-    thread = writer._thread
-    writer.close()
-    assert not thread.is_alive()
+    assert writer._queued == [] and writer._writing is False
+    # The parent's call is the parent's to write: not written twice.
     assert _count(hub, region.lan_code) == 2
+
+    # close() lets a batch being written finish before the connection goes back to the pool.
+    writer.release.clear()
+    writer.batches.clear()
+    results: list[Any] = []
+    call = threading.Thread(
+        target=lambda: results.append(writer.insert(region.lan_code, _row(region.lan_code)))
+    )
+    call.start()
+    deadline = time.monotonic() + 10
+    while not writer._writing and time.monotonic() < deadline:
+        time.sleep(0.005)
+    closing = threading.Thread(target=writer.close)
+    closing.start()
+    time.sleep(0.1)
+    assert closing.is_alive()  # still waiting for the held batch
+    writer.release.set()
+    closing.join(10)
+    call.join(10)
+    assert results == [True] and not closing.is_alive() and writer._raw is None
+    assert _count(hub, region.lan_code) == 3
+
+
+def test_a_call_that_times_out_leaves_the_queue_and_never_leads(
+    hub: Hub, add_region: Callable[..., Region], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    region = add_region("14", "SE2321000131", "VGR")
+    monkeypatch.setattr(groupcommit, "COMMIT_WAIT_SECONDS", 0.3)
+    writer = _Gate(hub.db)
+    results: list[Any] = [None, None]
+
+    def call(index: int) -> None:
+        try:
+            results[index] = writer.insert(region.lan_code, _row(region.lan_code))
+        except Exception as exc:  # the test looks at what each call got
+            results[index] = exc
+
+    first = threading.Thread(target=call, args=(0,))
+    first.start()
+    deadline = time.monotonic() + 10
+    while writer.arrived < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    second = threading.Thread(target=call, args=(1,))
+    second.start()
+    second.join(10)  # gives up while the first call's batch is held
+    assert isinstance(results[1], TimeoutError) and writer._queued == []
+    writer.release.set()
+    first.join(10)
+    assert results[0] is True and writer._writing is False
+    # The lead was not handed to the call that left: the next call is written at once.
+    assert writer.insert(region.lan_code, _row(region.lan_code)) is True
+    assert _count(hub, region.lan_code) == 2
+    writer.close()
 
 
 def test_a_lost_database_connection_fails_one_call_and_the_next_succeeds(
