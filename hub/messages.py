@@ -208,7 +208,7 @@ def _store(
         log.info("region %s: resend of message %s answered again", lan_code, first.id)
         return Answer(first.result_code, first.result_text, first.id, lan_code, duplicate=True)
     # The log names the message, never the woman (not even masked). One line per message is for
-    # debugging; at INFO the group-commit writer logs counts per region once a minute, because a
+    # debugging; at INFO the group commit logs counts per region once a minute, because a
     # line per call costs a tenth of the producer's CPU under load (bench/inbound.py).
     log.debug("region %s: stored message %s (%s)", lan_code, message_id, information.kind)
     return Answer(result_code, result_text, message_id, lan_code)
