@@ -182,36 +182,34 @@ def test_under_load_a_batch_waits_a_moment_for_the_next_call(
         writer.close()
 
 
-def test_calls_one_after_another_are_written_at_once(
-    hub: Hub, add_region: Callable[..., Region], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("busy_seconds", "company_min"),
+    [
+        # Back to back, as from one client that waits for each answer: each call is alone in
+        # its batch, so waiting for company would only slow that client down.
+        (3600.0, groupcommit.COMPANY_MIN),
+        # A call now and then: every call comes after a quiet spell, whatever company calls had.
+        (0.0, 0.0),
+    ],
+    ids=["one-after-another", "now-and-then"],
+)
+def test_a_call_that_comes_alone_is_written_at_once(
+    hub: Hub,
+    add_region: Callable[..., Region],
+    monkeypatch: pytest.MonkeyPatch,
+    busy_seconds: float,
+    company_min: float,
 ) -> None:
     region = add_region("14", "SE2321000131", "VGR")
-    # Back to back, as from one client that waits for each answer: each call is alone in its
-    # batch, so waiting for company would only slow that client down.
-    monkeypatch.setattr(groupcommit, "BUSY_SECONDS", 3600.0)
+    monkeypatch.setattr(groupcommit, "BUSY_SECONDS", busy_seconds)
+    monkeypatch.setattr(groupcommit, "COMPANY_MIN", company_min)
     monkeypatch.setattr(groupcommit, "GATHER_SECONDS", 30.0)
     writer = _Recording(hub.db)
     try:
-        for _ in range(5):
-            assert writer.insert(region.lan_code, _row(region.lan_code)) is True
-        assert writer.batches == [1] * 5 and writer.waits == []
-    finally:
-        writer.close()
-
-
-def test_a_call_now_and_then_is_written_at_once(
-    hub: Hub, add_region: Callable[..., Region], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    region = add_region("14", "SE2321000131", "VGR")
-    monkeypatch.setattr(groupcommit, "BUSY_SECONDS", 0.0)  # every call comes after a quiet spell
-    monkeypatch.setattr(groupcommit, "COMPANY_MIN", 0.0)  # however much company calls had
-    monkeypatch.setattr(groupcommit, "GATHER_SECONDS", 30.0)
-    writer = _Recording(hub.db)
-    try:
-        for _ in range(3):
+        for _ in range(4):
             assert writer.insert(region.lan_code, _row(region.lan_code)) is True
         # No batch waited for company.
-        assert writer.batches == [1, 1, 1] and writer.waits == []
+        assert writer.batches == [1] * 4 and writer.waits == []
     finally:
         writer.close()
 
