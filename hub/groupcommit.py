@@ -173,7 +173,9 @@ class GroupCommit:
             return  # a forked child's copy holds the parent's connection: not ours to close
         with self._lock:
             idle = self._idle.wait_for(lambda: not self._writing, COMMIT_WAIT_SECONDS)
-        if idle and self._raw is not None:
+        if not idle:
+            return  # a batch still hangs in the database; its leader keeps the connection
+        if self._raw is not None:
             self._release()
         self.log_summary()
 
@@ -201,6 +203,9 @@ class GroupCommit:
                     item.error = StoreError("the batch could not be written")
                     self._finish(item)
             now = self._written_at = time.monotonic()
+            if now - self._summary_at >= SUMMARY_SECONDS:
+                # While this thread still leads: the counts are only ever touched by the leader.
+                self.log_summary(now)
             with self._lock:
                 if self._queued:
                     following = self._queued[0]
@@ -209,8 +214,6 @@ class GroupCommit:
                 else:
                     self._writing = False
                     self._idle.notify_all()
-        if now - self._summary_at >= SUMMARY_SECONDS:
-            self.log_summary(now)
 
     def _write_batch(self, batch: list[_Pending]) -> None:
         self._batches += 1
