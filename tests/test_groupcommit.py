@@ -368,7 +368,7 @@ def test_the_writer_hands_its_connection_back_transactional(
     hub: Hub, settings: Any, add_region: Callable[..., Region]
 ) -> None:
     if settings.is_sqlite:
-        pytest.skip("the writer keeps a connection of its own on PostgreSQL only")
+        pytest.skip("the group commit keeps a connection of its own on PostgreSQL only")
     region = add_region("14", "SE2321000131", "VGR")
     writer = GroupCommit(hub.db)
     assert writer.insert(region.lan_code, _row(region.lan_code)) is True
