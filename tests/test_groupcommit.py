@@ -284,7 +284,6 @@ def test_a_forked_child_starts_afresh_and_close_waits_for_the_batch_being_writte
 
     # close() lets a batch being written finish before the connection goes back to the pool.
     writer.release.clear()
-    writer.batches.clear()
     results: list[Any] = []
     call = threading.Thread(
         target=lambda: results.append(writer.insert(region.lan_code, _row(region.lan_code)))

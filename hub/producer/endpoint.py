@@ -29,7 +29,6 @@ from hub.contract.xmlsafe import parse_untrusted
 from hub.messages import CallMeta
 from hub.producer.identity import identify
 from hub.producer.service import (
-    ENV_ENVELOPE,
     ENV_HUB,
     ENV_META,
     ENV_RAW,
@@ -178,7 +177,6 @@ class ProducerEndpoint:
             request = parse_request(body, settings.max_body_bytes)
         except MalformedRequest as exc:
             return fault_response(start_response, "soap:Client", str(exc))
-        environ[ENV_ENVELOPE] = request.envelope
         environ[ENV_REQUEST] = request
         environ[ENV_RAW] = body
         environ[ENV_HUB] = self.hub

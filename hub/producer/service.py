@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 # Spyne contexts, so let Python's own collector do its work.
 const.MIN_GC_INTERVAL = float("inf")
 
-ENV_ENVELOPE = "agenthub.envelope"
 ENV_REQUEST = "agenthub.request"
 ENV_HUB = "agenthub.hub"
 ENV_META = "agenthub.meta"
@@ -56,9 +55,9 @@ class PreParsedSoap11(Soap11):  # type: ignore[misc]
     """
 
     def create_in_document(self, ctx: Any, charset: str | None = None) -> None:
-        """Use the pre-parsed tree from the environ instead of parsing the bytes again."""
+        """Use the endpoint's parse from the environ instead of parsing the bytes again."""
         # Spyne expects (root, xml ids); ids (href/id multi-refs) are not part of RIVTA.
-        ctx.in_document = (ctx.transport.req_env[ENV_ENVELOPE], {})
+        ctx.in_document = (ctx.transport.req_env[ENV_REQUEST].envelope, {})
 
     def decompose_incoming_envelope(self, ctx: Any, message: str = Soap11.REQUEST) -> None:
         """Header and body from the endpoint's parse; the body element names the method."""
