@@ -92,7 +92,7 @@ def postgres_pid() -> int | None:
 
 
 class Server:
-    """gunicorn serving ``target`` on loopback with the given environment."""
+    """gunicorn serving ``target`` of the checkout ``cwd`` (this one) on loopback with ``env``."""
 
     def __init__(
         self,
@@ -102,6 +102,7 @@ class Server:
         workers: int = 2,
         threads: int = 16,
         log: Path | None = None,
+        cwd: Path = REPO,
     ) -> None:
         self.port = free_port()
         self.log = log
@@ -125,7 +126,7 @@ class Server:
                 "512",
                 target,
             ],
-            cwd=REPO,
+            cwd=cwd,  # ``python -m`` imports the app from here first
             env={**os.environ, **env},
             stdout=out,
             stderr=out,

@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/inbound.py            # N=20,000 per run, 10 and 32 concurrent clients
     .venv/bin/python bench/inbound.py --quick    # N=2,000, a smoke run
+    .venv/bin/python bench/inbound.py --against /tmp/old   # also the hub of another checkout
+
 
 Three apps run under gunicorn (2 workers × 16 threads, gthread) on loopback: the baseline
 (parse + XSD + fixed OK), ``+insert`` (the baseline plus one plain psycopg2 INSERT and commit
@@ -17,7 +19,9 @@ Target (issue 2): hub throughput ≥ 0.5 × baseline, and hub p99 ≤ 50 ms at 1
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -81,6 +85,26 @@ def fresh_database(name: str) -> str:
     return f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
 
 
+def other_hub(directory: Path, env: dict[str, str], start: date) -> None:
+    """Set up the hub of another checkout on its own database with its own CLI (``--against``).
+
+    Its own ``db upgrade`` and ``region add``, so its schema is the one its code expects.
+    """
+    cli = [sys.executable, "-c", "import sys; from hub.cli import main; sys.exit(main())"]
+    run_env = {**os.environ, **env}
+    subprocess.run([*cli, "db", "upgrade"], cwd=directory, env=run_env, check=True)
+    day = start.isoformat()
+    dates = ["--agreement-signed", day, "--platform-confirmed", day, "--active-from", day]
+    for lan, hsa, name in REGIONS:
+        subprocess.run(
+            [*cli, "region", "add", "--lan", lan, "--hsa-id", hsa, "--name", name, *dates],
+            cwd=directory,
+            env=run_env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+
 def _cpu(server: Server, pg_pid: int | None) -> tuple[float, float, float]:
     """CPU seconds so far of the server tree, of PostgreSQL (0 if not local), of this process."""
     return (
@@ -101,6 +125,13 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (both apps)")
     parser.add_argument("--threads", type=int, default=16, help="threads per worker")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="DIR",
+        help="also serve the hub of another checkout (e.g. a git worktree of main) as hub-B, "
+        "on its own database, in the same rounds: an A/B of a change on a noisy machine",
+    )
     args = parser.parse_args()
     n = 2_000 if args.quick else args.n
 
@@ -144,6 +175,16 @@ def main() -> int:
         "+insert": Server("bench.baseline_app:store_app", env, log=workdir / "store.log", **shape),
         "hub": Server("hub.wsgi:app", env, log=workdir / "hub.log", **shape),
     }
+    if args.against:
+        env_b = {
+            **env,
+            "AGENTHUB_DATA_DIR": str(workdir / "data-b"),
+            "AGENTHUB_DATABASE_URL": fresh_database("agenthub_bench_b"),
+        }
+        other_hub(args.against, env_b, start)
+        servers["hub-B"] = Server(
+            "hub.wsgi:app", env_b, log=workdir / "hub-b.log", cwd=args.against, **shape
+        )
     results: dict[tuple[str, int], LoadResult] = {}
     # CPU milliseconds per call: server (gunicorn and its workers), PostgreSQL, load generator.
     cpu: dict[tuple[str, int], tuple[float, float, float]] = {}
@@ -209,6 +250,11 @@ def main() -> int:
         mine = results[("hub", concurrency)]
         ratio = mine.rate / base.rate
         print(f"  hub vs +insert: {mine.rate / results[('+insert', concurrency)].rate:.2f} ×")
+        if args.against:
+            print(
+                f"  hub vs hub-B ({args.against}): "
+                f"{mine.rate / results[('hub-B', concurrency)].rate:.2f} ×"
+            )
         if concurrency == 10:
             hit = ratio >= 0.5 and mine.percentile(99) <= 50
             print(
