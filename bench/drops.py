@@ -137,7 +137,7 @@ def bare_sftp(files: list[tuple[str, bytes]], server: object, base: str) -> floa
         username=server.username,  # type: ignore[attr-defined]
         password=server.password,  # type: ignore[attr-defined]
     )
-    transport.sock.setsockopt(6, 1, 1)  # TCP_NODELAY, as the hub's SFTP drop sets it
+    transport.sock.setsockopt(6, 1, 1)  # type: ignore[union-attr]  # TCP_NODELAY, as the hub sets it
     sftp = paramiko.SFTPClient.from_transport(transport)
     assert sftp is not None
     try:

@@ -39,7 +39,7 @@ from hub.config import load_settings
 from hub.context import build_hub
 from hub.contract.names import ENDPOINT_PATH
 from hub.contract.personnummer import generate
-from hub.contract.samples import sample_information
+from hub.contract.samples import Scenario, sample_information
 from hub.contract.serialise import build_request_envelope
 from hub.migrate import upgrade_hub
 from hub.tables import messages
@@ -50,13 +50,13 @@ REGIONS = [
     ("14", "SE2321000131", "VGR"),
     ("12", "SE2321000255", "Region Skåne"),
 ]
-SCENARIOS = ("move", "sample", "treatment", "no_information")
+SCENARIOS: tuple[Scenario, ...] = ("move", "sample", "treatment", "no_information")
 PG = "postgresql://postgres@127.0.0.1:5432"
 
 
 def make_bodies(count: int, rng: random.Random, seen: set[str]) -> list[bytes]:
     """``count`` valid, distinct requests spread over the three regions and four scenarios."""
-    bodies = []
+    bodies: list[bytes] = []
     today = date.today()
     while len(bodies) < count:
         pnr = generate(rng)
@@ -66,7 +66,7 @@ def make_bodies(count: int, rng: random.Random, seen: set[str]) -> list[bytes]:
         lan = REGIONS[len(bodies) % 3][0]
         info = sample_information(
             SCENARIOS[len(bodies) % 4],
-            pnr=pnr,  # type: ignore[arg-type]
+            pnr=pnr,
             sending_lan="05",
             today=today,
         )

@@ -59,7 +59,7 @@ from hub.consumer.tables import QUEUED, outbox, outbox_attempts
 from hub.context import Hub, build_hub
 from hub.contract.names import ENDPOINT_PATH, HDR_CORRELATION_ID
 from hub.contract.personnummer import generate
-from hub.contract.samples import sample_information
+from hub.contract.samples import Scenario, sample_information
 from hub.contract.validate import swedish_today
 from hub.contract.xmlsafe import parse_untrusted
 from hub.migrate import upgrade_hub
@@ -73,7 +73,7 @@ MEMBERS = [
     ("01", "SE2321000016", "Region Stockholm"),
 ]
 DESTINATIONS = [c for c in LAN_CODES if c != "25"]  # 20 destinations
-SCENARIOS = ("move", "sample", "treatment")
+SCENARIOS: tuple[Scenario, ...] = ("move", "sample", "treatment")
 PG = "postgresql://postgres@127.0.0.1:5432"
 FAULTS = "mock:?fault_rate=0.005&error_rate=0.005&seed=outbound"
 REPO = Path(__file__).resolve().parent.parent
