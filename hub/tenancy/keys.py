@@ -28,10 +28,10 @@ from hub.tables import region_keys
 
 _NONCE = 12
 _VERSION = b"\x01"  # AES-GCM of the plaintext
-_VERSION_DEFLATED = b"\x02"  # AES-GCM of the plaintext compressed with zlib
-# A 4 kB window: a message is a few kB, and zlib's default 32 kB window only costs setting up
-# (a third of the time per seal). zlib.decompress reads any window size from the stream header.
-_WBITS = 12
+# AES-GCM of the plaintext compressed with zlib: written by earlier versions for message bodies
+# and fields, still opened. Deflating cost a tenth of the producer's CPU per call; rows now stay
+# out of TOAST by the table's toast_tuple_target instead (migration region0004, bench/inbound.py).
+_VERSION_DEFLATED = b"\x02"
 
 
 class KeyDestroyed(LookupError):
@@ -69,24 +69,15 @@ class RegionCipher:
     _aead: AESGCM
     _hash_key: bytes
 
-    def seal(self, plaintext: bytes, purpose: str, *, compress: bool = False) -> bytes:
-        """Encrypt; ``purpose`` (e.g. "pnr", "body") is bound in, so fields cannot be swapped.
-
-        ``compress`` deflates first (ciphertext does not compress): for message bodies, which
-        then stay small enough for PostgreSQL to keep inside the row instead of a TOAST table.
-        """
+    def seal(self, plaintext: bytes, purpose: str) -> bytes:
+        """Encrypt; ``purpose`` (e.g. "pnr", "body") is bound in, so fields cannot be swapped."""
         nonce = os.urandom(_NONCE)
         aad = f"{self.lan_code}:{purpose}".encode()
-        if compress:
-            return (
-                _VERSION_DEFLATED
-                + nonce
-                + self._aead.encrypt(nonce, zlib.compress(plaintext, 1, _WBITS), aad)
-            )
         return _VERSION + nonce + self._aead.encrypt(nonce, plaintext, aad)
 
     def open(self, sealed: bytes, purpose: str) -> bytes:
-        """Decrypt what :meth:`seal` produced for the same region and purpose."""
+        """Decrypt what :meth:`seal` produced for the same region and purpose (or, deflated, an
+        earlier version)."""
         version = sealed[:1]
         if version not in (_VERSION, _VERSION_DEFLATED):
             raise ValueError("unknown sealed-data version")
