@@ -2,9 +2,10 @@
 
 Storing a call costs a transaction, and a commit waits for the write-ahead log to reach the disk.
 Under load, the calls in flight at the same moment are written together. A call that arrives
-while no batch is being written leads: in its own thread it takes every message queued so far
-and writes them with one statement (PostgreSQL: every region's share in one round trip; SQLite:
-one transaction per region file). Only once that has committed does it wake the other calls of
+while no batch is being written leads: in its own thread it waits for the calls announced as on
+their way (being validated; at most 2 ms), takes every message queued so far and writes them
+with one statement (PostgreSQL: every region's share in one round trip; SQLite: one transaction
+per region file). Only once that has committed does it wake the other calls of
 the batch, which answer, and hand the lead to the first call that queued meanwhile.
 An answer therefore still means "committed"; what is shared is the round trips and the disk wait.
 No thread of its own: a writer thread cost every call two more context switches and a turn at
@@ -46,15 +47,12 @@ COMMIT_WAIT_SECONDS = 25.0
 MAX_BATCH = 64
 # How often the group commit logs how many messages it stored per region (INFO).
 SUMMARY_SECONDS = 60.0
-# Under load a leader holds a batch open this long for more calls: a commit shared by three
-# calls costs PostgreSQL about half as much per call as a commit each (bench/inbound.py: 0.30 →
-# 0.21 ms of PostgreSQL CPU per message, and batches of 1.5 → 3 messages).
+# A leader holds its batch open for calls already on their way to it (announced, being
+# validated), at most this long: a commit shared by three calls costs PostgreSQL about half as
+# much per call as a commit each (bench/inbound.py: 0.30 → 0.21 ms of PostgreSQL CPU per message,
+# and batches of 1.5 → 3 messages). A call that comes alone (a quiet night, or a client that sends
+# one call after another) has nobody to wait for and is written at once.
 GATHER_SECONDS = 0.002
-# "Under load": the first call of a batch came within this long of the last commit, and recent
-# batches carried on average at least 1 + COMPANY_MIN calls. A call now and then (a quiet night)
-# and a client that sends one call after another are written at once and never wait.
-BUSY_SECONDS = 0.01
-COMPANY_MIN = 0.25
 
 
 # SQLite (the embedded default): SQLAlchemy's insert; ON CONFLICT and RETURNING tell which rows
@@ -118,13 +116,15 @@ class GroupCommit:
         self._queued: list[_Pending] = []
         self._writing = False
         self._idle = threading.Condition(self._lock)
+        # Calls announced (on their way to insert) and not yet queued; the leader waits for them.
+        self._expected = 0
+        self._gathering = False
+        self._gathered = threading.Condition(self._lock)
+        self._local = threading.local()  # .announced: this thread's call is counted
         self._pid = os.getpid()
         self._stored: dict[str, int] = {}
         self._resends: dict[str, int] = {}
         self._batches = 0
-        self._written_at = 0.0
-        # Moving average of the other calls a batch carried (0: every call was alone).
-        self._company = 0.0
         self._summary_at = time.monotonic()
         # The leaders' PostgreSQL connection (one leader at a time), and its statements by schema
         # and columns.
@@ -163,9 +163,36 @@ class GroupCommit:
             raise pending.error
         return pending.inserted
 
+    def announce(self) -> None:
+        """Tell that this thread's call is on its way to :meth:`insert` (it is being validated).
+
+        A leader holds its batch open for announced calls (at most ``GATHER_SECONDS``). Pair it
+        with :meth:`withdraw` in a ``finally``: a call that ends without inserting (an ERROR
+        answer, a failure) must not keep a batch waiting.
+        """
+        with self._lock:
+            self._expected += 1
+        self._local.announced = True
+
+    def withdraw(self) -> None:
+        """End this thread's announcement if :meth:`insert` has not already (else nothing)."""
+        if getattr(self._local, "announced", False):
+            with self._lock:
+                self._arrived()
+
     def _enqueue(self, pending: _Pending) -> None:
         # Under self._lock.
         self._queued.append(pending)
+        self._arrived()
+
+    def _arrived(self) -> None:
+        # Under self._lock. The leader is woken once, when the last call it waits for is in:
+        # a wake-up per call would be a context switch and a turn at the GIL each.
+        if getattr(self._local, "announced", False):
+            self._local.announced = False
+            self._expected -= 1
+            if self._gathering and self._expected <= 0:
+                self._gathered.notify()
 
     def close(self) -> None:
         """Let a batch being written finish, then hand the connection back to the pool."""
@@ -184,15 +211,16 @@ class GroupCommit:
         # parent's, and its lock may have been held by a thread that does not exist here.
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
+        self._gathered = threading.Condition(self._lock)
         self._queued, self._writing, self._raw = [], False, None
+        self._expected, self._gathering, self._local = 0, False, threading.local()
         self._pid = os.getpid()
 
     def _lead(self) -> None:
         """Write one batch from the head of the queue, then hand the lead on or give it up."""
-        if time.monotonic() - self._written_at < BUSY_SECONDS and self._company >= COMPANY_MIN:
-            # Under load: let the calls being validated right now catch this commit.
-            self._pause(GATHER_SECONDS)
         with self._lock:
+            if self._expected > 0 and len(self._queued) < self.max_batch:
+                self._gather()
             batch = self._queued[: self.max_batch]
             del self._queued[: self.max_batch]
         try:
@@ -202,7 +230,7 @@ class GroupCommit:
                 if not item.settled:  # only if writing itself broke: the caller must not hang
                     item.error = StoreError("the batch could not be written")
                     self._finish(item)
-            now = self._written_at = time.monotonic()
+            now = time.monotonic()
             if now - self._summary_at >= SUMMARY_SECONDS:
                 # While this thread still leads: the counts are only ever touched by the leader.
                 self.log_summary(now)
@@ -217,7 +245,6 @@ class GroupCommit:
 
     def _write_batch(self, batch: list[_Pending]) -> None:
         self._batches += 1
-        self._company = 0.9 * self._company + 0.1 * (len(batch) - 1)
         by_region: dict[str, list[_Pending]] = {}
         for item in batch:
             by_region.setdefault(item.lan_code, []).append(item)
@@ -230,10 +257,13 @@ class GroupCommit:
             # for the disk) covers the whole batch.
             self._write(by_region)
 
-    def _pause(self, seconds: float) -> None:
-        # One sleep, not a wait woken by each call that queues: every wake-up is a context
-        # switch and a turn at the GIL (three fewer per call under load).
-        time.sleep(seconds)
+    def _gather(self) -> None:
+        # Under self._lock, which the wait releases: the announced calls queue meanwhile.
+        self._gathering = True
+        try:
+            self._gathered.wait(GATHER_SECONDS)
+        finally:
+            self._gathering = False
 
     def _finish(self, item: _Pending) -> None:
         # Counted before the caller is woken, so a summary never lags behind an answer.

@@ -81,6 +81,21 @@ def receive(
     ERROR answers store nothing in any region (the call counts as not received). A resend of the
     same content to the same region is stored once and gets the first answer again.
     """
+    # A batch being written waits for this call while it is validated (hub.groupcommit).
+    hub.inbound.announce()
+    try:
+        return _receive(hub, body_element, logical_address, raw_body, meta)
+    finally:
+        hub.inbound.withdraw()
+
+
+def _receive(
+    hub: Hub,
+    body_element: etree._Element,
+    logical_address: str | None,
+    raw_body: bytes,
+    meta: CallMeta,
+) -> Answer:
     today = swedish_today()
     verdict = validate_request(body_element, logical_address, today=today, codes=hub.codes)
     route = hub.router.route(logical_address, today)

@@ -135,81 +135,80 @@ def test_the_same_content_twice_in_one_batch_is_stored_once(
 
 
 class _Recording(GroupCommit):
-    """A writer that records its batch sizes and every pause it made for more calls."""
+    """A writer that records its batch sizes and every time it held a batch open for calls."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.batches: list[int] = []
-        self.waits: list[float] = []
+        self.gathers = 0
 
-    def _pause(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        super()._pause(seconds)
+    def _gather(self) -> None:
+        self.gathers += 1
+        super()._gather()
 
     def _write(self, by_region: dict[str, list[Any]]) -> None:
         self.batches.append(sum(len(items) for items in by_region.values()))
         super()._write(by_region)
 
 
-def test_under_load_a_batch_waits_a_moment_for_the_next_call(
-    hub: Hub, add_region: Callable[..., Region], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("then", ["inserts", "withdraws"])
+def test_a_batch_waits_for_a_call_on_its_way_and_no_longer(
+    hub: Hub, add_region: Callable[..., Region], monkeypatch: pytest.MonkeyPatch, then: str
 ) -> None:
     region = add_region("14", "SE2321000131", "VGR")
-    # Every call counts as "under load", and the wait is long enough to be sure of in a test.
-    monkeypatch.setattr(groupcommit, "BUSY_SECONDS", 3600.0)
-    monkeypatch.setattr(groupcommit, "COMPANY_MIN", 0.0)
-    monkeypatch.setattr(groupcommit, "GATHER_SECONDS", 2.0)
+    # A wait far longer than the test, so that only the second call's arrival can end it.
+    monkeypatch.setattr(groupcommit, "GATHER_SECONDS", 30.0)
     writer = _Recording(hub.db)
     try:
+        announced = threading.Event()
+        second: list[Any] = []
+
+        def on_its_way() -> None:
+            # As receive() does: announced while it is validated, then it inserts, or it ends
+            # without (an ERROR answer) and withdraws.
+            writer.announce()
+            try:
+                announced.set()
+                time.sleep(0.3)  # validating, while the first call leads
+                if then == "inserts":
+                    second.append(writer.insert(region.lan_code, _row(region.lan_code)))
+            finally:
+                writer.withdraw()
+
+        thread = threading.Thread(target=on_its_way)
+        thread.start()
+        announced.wait(10)
+        started = time.monotonic()
         assert writer.insert(region.lan_code, _row(region.lan_code)) is True
-        results: list[Any] = [None, None]
-
-        def call(index: int) -> None:
-            results[index] = writer.insert(region.lan_code, _row(region.lan_code))
-
-        first = threading.Thread(target=call, args=(0,))
-        first.start()
-        time.sleep(0.2)  # the second call comes well after the first is queued...
-        second = threading.Thread(target=call, args=(1,))
-        second.start()
-        first.join(10)
-        second.join(10)
-        assert results == [True, True]
-        # ...and still shares its commit: the batch was held open for it.
-        assert writer.batches == [1, 2]
-        assert writer.waits and _count(hub, region.lan_code) == 3
+        waited = time.monotonic() - started
+        thread.join(10)
+        assert writer.gathers == 1
+        assert 0.2 < waited < 20  # held for the second call, and released by it, not the timeout
+        if then == "inserts":
+            assert second == [True] and writer.batches == [2]  # one commit for both
+        else:
+            assert writer.batches == [1]
+        assert _count(hub, region.lan_code) == 1 + len(second)
     finally:
         writer.close()
 
 
-@pytest.mark.parametrize(
-    ("busy_seconds", "company_min"),
-    [
-        # Back to back, as from one client that waits for each answer: each call is alone in
-        # its batch, so waiting for company would only slow that client down.
-        (3600.0, groupcommit.COMPANY_MIN),
-        # A call now and then: every call comes after a quiet spell, whatever company calls had.
-        (0.0, 0.0),
-    ],
-    ids=["one-after-another", "now-and-then"],
-)
 def test_a_call_that_comes_alone_is_written_at_once(
-    hub: Hub,
-    add_region: Callable[..., Region],
-    monkeypatch: pytest.MonkeyPatch,
-    busy_seconds: float,
-    company_min: float,
+    hub: Hub, add_region: Callable[..., Region], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     region = add_region("14", "SE2321000131", "VGR")
-    monkeypatch.setattr(groupcommit, "BUSY_SECONDS", busy_seconds)
-    monkeypatch.setattr(groupcommit, "COMPANY_MIN", company_min)
     monkeypatch.setattr(groupcommit, "GATHER_SECONDS", 30.0)
     writer = _Recording(hub.db)
     try:
+        # Back to back, as from one client that waits for each answer, each announced as
+        # receive() does: nobody else is on the way, so waiting would only slow that client.
         for _ in range(4):
-            assert writer.insert(region.lan_code, _row(region.lan_code)) is True
-        # No batch waited for company.
-        assert writer.batches == [1] * 4 and writer.waits == []
+            writer.announce()
+            try:
+                assert writer.insert(region.lan_code, _row(region.lan_code)) is True
+            finally:
+                writer.withdraw()
+        assert writer.batches == [1] * 4 and writer.gathers == 0
     finally:
         writer.close()
 
