@@ -219,6 +219,39 @@ def test_operation_in_a_foreign_namespace_is_a_client_fault(
     assert fault(answer)[0].startswith("Client")
 
 
+def test_spyne_event_listeners_run_for_a_call_and_for_a_fault(
+    app: Any, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+) -> None:
+    # The producer's Spyne context fires events its own way (hub/producer/service.py): listeners
+    # on the application and on the service must still run, application first.
+    from hub.producer.service import ResponderService
+
+    spyne_app = app.wsgi_app.mounts[ENDPOINT_PATH].spyne.app
+    heard: list[str] = []
+
+    def on_app(ctx: Any) -> None:
+        heard.append("application:" + ctx.method_request_string.rpartition("}")[2])
+
+    def on_service(ctx: Any) -> None:
+        heard.append("service")
+
+    spyne_app.event_manager.add_listener("method_call", on_app)
+    ResponderService.event_manager.add_listener("method_call", on_service)
+    spyne_app.event_manager.add_listener("method_exception_object", on_app)
+    try:
+        status, answer = post(client, envelope("14", make_pnr()))
+        assert (status, result(answer)) == (200, ("OK", None))
+        assert heard == ["application:ProcessCervixScreeningInformation", "service"]
+        heard.clear()
+        foreign = envelope("14", make_pnr()).replace(RESPONDER_NS.encode(), b"urn:example:o:1")
+        assert post(client, foreign)[0] == 500
+        assert heard == ["application:ProcessCervixScreeningInformation"]  # no such method
+    finally:
+        ResponderService.event_manager.del_listener("method_call", on_service)
+        spyne_app.event_manager.del_listener("method_call", on_app)
+        spyne_app.event_manager.del_listener("method_exception_object", on_app)
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [

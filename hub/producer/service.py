@@ -132,6 +132,29 @@ def response_bytes(result_code: str, result_text: str | None) -> bytes:
     return build_response_envelope(result_code, result_text)  # type: ignore[arg-type]
 
 
+class _CallContext(MethodContext):  # type: ignore[misc]
+    """Spyne's method context with plain attribute writes and events fired without allocation.
+
+    Spyne routes each of the fifty-odd attribute writes of a context's construction through a
+    Python ``__setattr__`` (a guard against user code adding attributes after construction;
+    ours adds none), and its event manager builds an empty ordered set for every event nobody
+    listens to (eight per call). Together that was half of Spyne's own cost per call. The
+    listeners registered on the application and on the service, if any, still run in order.
+    """
+
+    __setattr__ = object.__setattr__
+
+    def fire_event(self, event: str, *args: Any, **kwargs: Any) -> None:
+        """Run the application's listeners for ``event``, then the service's."""
+        for handler in self.app.event_manager.handlers.get(event, ()):
+            handler(self, *args, **kwargs)
+        descriptor = self.descriptor
+        if descriptor is not None:
+            for manager in descriptor.event_managers:
+                for handler in manager.handlers.get(event, ()):
+                    handler(self, *args, **kwargs)
+
+
 class PreParsedServer(HttpBase):  # type: ignore[misc]
     """Spyne's server for SOAP over HTTP whose request the endpoint has already read and parsed.
 
@@ -148,7 +171,7 @@ class PreParsedServer(HttpBase):  # type: ignore[misc]
 
         ``environ`` carries the endpoint's parse (``ENV_REQUEST`` and the other ``ENV_*`` keys).
         """
-        ctx = MethodContext(self, MethodContext.SERVER)
+        ctx = _CallContext(self, MethodContext.SERVER)
         ctx.transport.req_env = environ
         contexts = self.generate_contexts(ctx)
         ctx = contexts[0]
