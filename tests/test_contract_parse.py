@@ -9,7 +9,12 @@ from lxml import etree
 
 from hub.contract import personnummer
 from hub.contract.names import CORE_NS, MAX_PAYLOAD_BYTES, PAYLOAD_TAG, RESPONDER_NS
-from hub.contract.parse import MalformedRequest, information_from_element, parse_request
+from hub.contract.parse import (
+    MalformedRequest,
+    ModelError,
+    information_from_element,
+    parse_request,
+)
 from hub.messages import canonical_bytes
 
 DATA = Path(__file__).parent / "data" / "contract"
@@ -113,6 +118,17 @@ def test_information_from_element_reads_every_field() -> None:
     ]
     assert not info.is_no_information()
     assert PNR not in repr(info)
+
+
+@pytest.mark.parametrize("missing", ["subjectOfCare", "name", "code", "specimenDate"])
+def test_a_required_child_missing_is_a_model_error_naming_it_without_data(missing: str) -> None:
+    payload = parse_request(_fixture("request_full.xml")).body_element[0]
+    victim = next(payload.iter(f"{{{CORE_NS}}}{missing}"))
+    victim.getparent().remove(victim)
+    with pytest.raises(ModelError) as error:
+        information_from_element(payload)
+    assert f"a required {missing} is missing" in str(error.value)
+    assert PNR not in str(error.value)
 
 
 def test_summary_has_no_identifiers() -> None:

@@ -5,9 +5,8 @@ messages: they end up in a SOAP Fault that goes back over the platform.
 """
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import Final
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
@@ -32,8 +31,6 @@ _ROOT_START_RE: Final = re.compile(rb"<[A-Za-z_]")
 _ENVELOPE: Final = f"{{{SOAP11_ENV_NS}}}Envelope"
 _HEADER: Final = f"{{{SOAP11_ENV_NS}}}Header"
 _BODY: Final = f"{{{SOAP11_ENV_NS}}}Body"
-
-_T = TypeVar("_T")
 
 
 class MalformedRequest(ValueError):
@@ -120,10 +117,15 @@ def parse_request(body: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> SoapReques
 # --- payload → model -------------------------------------------------------------------------
 
 
-def _q(name: str) -> str:
-    return f"{{{CORE_NS}}}{name}"
+class _Names(dict[str, str]):
+    """Qualified names in the core namespace, composed once: ``_N["root"]``."""
+
+    def __missing__(self, name: str) -> str:
+        qualified = self[name] = f"{{{CORE_NS}}}{name}"
+        return qualified
 
 
+_N: Final = _Names()
 _Children = dict[str, etree._Element]
 
 
@@ -131,44 +133,29 @@ def _children(el: etree._Element) -> _Children:
     # One pass over an element's children into a map, then dictionary look-ups: the model reads
     # some forty children per message, and a search per child (find() or iterchildren(tag))
     # made building the model cost seven times the XSD validation. The first of equal tags
-    # wins, as with find(); repeated elements are read with iterchildren.
+    # wins, as with find(); repeated elements are read with iterchildren. A required child is
+    # read as kids[name]: a KeyError, turned into a ModelError by information_from_element.
     kids: _Children = {}
     for child in el:
         kids.setdefault(child.tag, child)
     return kids
 
 
-def _one(kids: _Children, parent: etree._Element, name: str) -> etree._Element:
-    el = kids.get(_q(name))
-    if el is None:
-        raise ModelError(f"{_local(parent)}/{name} is missing")
-    return el
-
-
-def _text(kids: _Children, parent: etree._Element, name: str) -> str:
-    return _one(kids, parent, name).text or ""
-
-
 def _opt_text(kids: _Children, name: str) -> str | None:
-    el = kids.get(_q(name))
+    el = kids.get(_N[name])
     return None if el is None else (el.text or "")
-
-
-def _opt(kids: _Children, name: str, build: Callable[[etree._Element], _T]) -> _T | None:
-    el = kids.get(_q(name))
-    return None if el is None else build(el)
 
 
 def _ii(el: etree._Element) -> II:
     kids = _children(el)
-    return II(root=_text(kids, el, "root"), extension=_opt_text(kids, "extension"))
+    return II(root=kids[_N["root"]].text or "", extension=_opt_text(kids, "extension"))
 
 
 def _cv(el: etree._Element) -> CV:
     kids = _children(el)
     return CV(
-        code=_text(kids, el, "code"),
-        code_system=_text(kids, el, "codeSystem"),
+        code=kids[_N["code"]].text or "",
+        code_system=kids[_N["codeSystem"]].text or "",
         code_system_name=_opt_text(kids, "codeSystemName"),
         code_system_version=_opt_text(kids, "codeSystemVersion"),
         display_name=_opt_text(kids, "displayName"),
@@ -178,52 +165,52 @@ def _cv(el: etree._Element) -> CV:
 
 def _organisation(el: etree._Element) -> Organisation:
     kids = _children(el)
-    return Organisation(id=_ii(_one(kids, el, "id")), name=_text(kids, el, "name"))
+    return Organisation(id=_ii(kids[_N["id"]]), name=kids[_N["name"]].text or "")
 
 
 def _region(el: etree._Element) -> Region:
     kids = _children(el)
+    giver, unit = kids.get(_N["careGiver"]), kids.get(_N["careUnit"])
     return Region(
-        region=_organisation(_one(kids, el, "region")),
-        care_giver=_opt(kids, "careGiver", _organisation),
-        care_unit=_opt(kids, "careUnit", _organisation),
+        region=_organisation(kids[_N["region"]]),
+        care_giver=None if giver is None else _organisation(giver),
+        care_unit=None if unit is None else _organisation(unit),
     )
 
 
 def _exclusion(el: etree._Element) -> Exclusion:
     kids = _children(el)
     return Exclusion(
-        reason=_cv(_one(kids, el, "reason")),
-        registered_at=_text(kids, el, "registeredAt"),
-        original_region=_region(_one(kids, el, "originalRegion")),
+        reason=_cv(kids[_N["reason"]]),
+        registered_at=kids[_N["registeredAt"]].text or "",
+        original_region=_region(kids[_N["originalRegion"]]),
     )
 
 
 def _follow_up(el: etree._Element) -> FollowUpGroup:
     kids = _children(el)
     return FollowUpGroup(
-        type=_cv(_one(kids, el, "type")),
-        inclusion_date=_text(kids, el, "inclusionDate"),
-        original_region=_region(_one(kids, el, "originalRegion")),
+        type=_cv(kids[_N["type"]]),
+        inclusion_date=kids[_N["inclusionDate"]].text or "",
+        original_region=_region(kids[_N["originalRegion"]]),
     )
-
-
-def _hpv_status(el: etree._Element) -> HPVStatus:
-    return HPVStatus(value=_cv(_one(_children(el), el, "value")))
 
 
 def _specimen(el: etree._Element) -> Specimen:
     kids = _children(el)
+    value = _N["value"]
     return Specimen(
-        specimen_date=_text(kids, el, "specimenDate"),
-        original_region=_region(_one(kids, el, "originalRegion")),
-        hpv_status_list=tuple(_hpv_status(h) for h in el.iterchildren(_q("HPVstatusList"))),
+        specimen_date=kids[_N["specimenDate"]].text or "",
+        original_region=_region(kids[_N["originalRegion"]]),
+        hpv_status_list=tuple(
+            HPVStatus(value=_cv(_children(h)[value])) for h in el.iterchildren(_N["HPVstatusList"])
+        ),
     )
 
 
 def _planned(el: etree._Element) -> PlannedInvitation:
     kids = _children(el)
-    return PlannedInvitation(date=_text(kids, el, "date"), reason=_opt_text(kids, "reason"))
+    return PlannedInvitation(date=kids[_N["date"]].text or "", reason=_opt_text(kids, "reason"))
 
 
 def information_from_element(el: etree._Element) -> CervixScreeningInformation:
@@ -233,12 +220,18 @@ def information_from_element(el: etree._Element) -> CervixScreeningInformation:
     missing.
     """
     kids = _children(el)
-    subject = _one(kids, el, "subjectOfCare")
-    return CervixScreeningInformation(
-        subject_of_care=Person(person_id=_ii(_one(_children(subject), subject, "personId"))),
-        sending_region=_region(_one(kids, el, "sendingRegion")),
-        exclusion=_opt(kids, "exclusion", _exclusion),
-        follow_up_groups=tuple(_follow_up(f) for f in el.iterchildren(_q("followUpGroups"))),
-        planned_invitation=_opt(kids, "plannedInvitation", _planned),
-        specimen=_opt(kids, "specimen", _specimen),
-    )
+    exclusion, planned = kids.get(_N["exclusion"]), kids.get(_N["plannedInvitation"])
+    specimen = kids.get(_N["specimen"])
+    try:
+        subject = kids[_N["subjectOfCare"]]
+        return CervixScreeningInformation(
+            subject_of_care=Person(person_id=_ii(_children(subject)[_N["personId"]])),
+            sending_region=_region(kids[_N["sendingRegion"]]),
+            exclusion=None if exclusion is None else _exclusion(exclusion),
+            follow_up_groups=tuple(_follow_up(f) for f in el.iterchildren(_N["followUpGroups"])),
+            planned_invitation=None if planned is None else _planned(planned),
+            specimen=None if specimen is None else _specimen(specimen),
+        )
+    except KeyError as missing:
+        name = etree.QName(missing.args[0]).localname
+        raise ModelError(f"{_local(el)}: a required {name} is missing") from None
