@@ -84,37 +84,27 @@ def receive(
     # A batch being written waits for this call while it is validated (hub.groupcommit).
     hub.inbound.announce()
     try:
-        return _receive(hub, body_element, logical_address, raw_body, meta)
+        today = swedish_today()
+        verdict = validate_request(body_element, logical_address, today=today, codes=hub.codes)
+        route = hub.router.route(logical_address, today)
+        if route.region is None or verdict.result_code == "ERROR" or verdict.information is None:
+            texts = [t for t in (route.reason, verdict.result_text()) if t]
+            return Answer("ERROR", "; ".join(texts) or "the request was refused")
+        info_element = body_element.find(PAYLOAD_TAG)
+        assert info_element is not None  # the XSD made sure it is there
+        return _store(
+            hub,
+            route.region.lan_code,
+            verdict.information,
+            info_element,
+            raw_body,
+            verdict.result_code,
+            verdict.result_text(),
+            meta,
+            logical_address or "",
+        )
     finally:
         hub.inbound.withdraw()
-
-
-def _receive(
-    hub: Hub,
-    body_element: etree._Element,
-    logical_address: str | None,
-    raw_body: bytes,
-    meta: CallMeta,
-) -> Answer:
-    today = swedish_today()
-    verdict = validate_request(body_element, logical_address, today=today, codes=hub.codes)
-    route = hub.router.route(logical_address, today)
-    if route.region is None or verdict.result_code == "ERROR" or verdict.information is None:
-        texts = [t for t in (route.reason, verdict.result_text()) if t]
-        return Answer("ERROR", "; ".join(texts) or "the request was refused")
-    info_element = body_element.find(PAYLOAD_TAG)
-    assert info_element is not None  # the XSD made sure it is there
-    return _store(
-        hub,
-        route.region.lan_code,
-        verdict.information,
-        info_element,
-        raw_body,
-        verdict.result_code,
-        verdict.result_text(),
-        meta,
-        logical_address or "",
-    )
 
 
 def canonical_bytes(element: etree._Element, *, blank_text_removed: bool = False) -> bytes:

@@ -173,6 +173,30 @@ def test_unserved_or_malformed_lan_code_is_error_and_stores_nothing(
     assert count(hub, "14") + count(hub, "01") == 0
 
 
+def test_every_call_ends_its_announcement_to_the_group_commit(
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[Region, Region],
+    make_pnr: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A call announces itself to the group commit while it is validated; whatever its end (OK,
+    # ERROR, a resend, a failure), none may stay counted, or every later batch would wait.
+    body = envelope("14", make_pnr())
+    assert result(post(client, body)[1])[0] == "OK"
+    assert result(post(client, body)[1])[0] == "OK"  # the resend
+    assert result(post(client, envelope("03", make_pnr()))[1])[0] == "ERROR"
+    assert hub.inbound._expected == 0
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("validation broke")
+
+    monkeypatch.setattr("hub.messages.validate_request", broken)
+    status, answer = post(client, envelope("14", make_pnr()))
+    assert (status, fault(answer)[0]) == (500, "Server")
+    assert hub.inbound._expected == 0
+
+
 def test_region_whose_agreement_is_not_active_gets_error(
     hub: Hub, client: Any, add_region: Callable[..., Region], make_pnr: Callable[[], str]
 ) -> None:
