@@ -6,13 +6,13 @@ opens only that region's engine: region A's code path holds no handle on region 
 
 from __future__ import annotations
 
-import copy
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from lxml import etree
 from sqlalchemy import Connection, insert, select
 
@@ -107,25 +107,32 @@ def receive(
         hub.inbound.withdraw()
 
 
-def canonical_bytes(element: etree._Element, *, blank_text_removed: bool = False) -> bytes:
-    """Exclusive C14N with whitespace-only text dropped: the identity of a message's content.
+def canonical_bytes(element: etree._Element) -> bytes:
+    """The identity of a message's content, blind to prefixes, attribute order and indentation.
 
-    A resend with other prefixes, attribute order or indentation is the same message.
-    ``blank_text_removed``: the tree was parsed with ``remove_blank_text`` (as ``parse_request``
-    does), so there is nothing to drop and no copy to make (the copy and the walk were most of
-    the cost, on the hot path of every call).
+    A resend is the same message when its content is: a sender may write its namespaces with
+    other prefixes (exclusive C14N, used before, keeps them), order attributes otherwise, indent
+    or not. Every node in document order becomes ``[name, attributes, text, tail, children]``:
+    the namespace-qualified name (``#comment`` or ``#pi`` for those), the attributes by qualified
+    name, the text, the text after it, and how many child nodes follow it; in document order
+    with child counts the list fixes the tree exactly, and as JSON no text can imitate
+    structure. Whitespace-only text beside child elements, and after an element, is indentation
+    and dropped; a leaf's text is its value and kept as it is. The tree is only read: parsed
+    with ``remove_blank_text`` (as ``parse_request`` does) or not gives the same bytes.
     """
-    if blank_text_removed:
-        canonical: bytes = etree.tostring(element, method="c14n", exclusive=True)
-        return canonical
-    duplicate = copy.deepcopy(element)  # never touch the caller's tree
-    for node in duplicate.iter():
-        if node.text is not None and not node.text.strip() and len(node):
-            node.text = None
-        if node.tail is not None and not node.tail.strip():
-            node.tail = None
-    data: bytes = etree.tostring(duplicate, method="c14n", exclusive=True)
-    return data
+    nodes: list[tuple[Any, ...]] = []
+    for node in element.iter():
+        tag = node.tag
+        if tag.__class__ is not str:
+            tag = "#comment" if isinstance(node, etree._Comment) else "#pi"
+        text, tail, children = node.text, node.tail, len(node)
+        if text is not None and children and not text.strip():
+            text = None
+        if tail is not None and not tail.strip():
+            tail = None
+        attributes = node.items()  # a list; node.attrib would build a proxy for every node
+        nodes.append((tag, sorted(attributes) if attributes else None, text, tail, children))
+    return orjson.dumps(nodes)
 
 
 def message_row(
@@ -187,8 +194,7 @@ def _store(
     row = message_row(
         cipher,
         information,
-        # Parsed by parse_request, without whitespace-only text.
-        canonical_bytes(info_element, blank_text_removed=True),
+        canonical_bytes(info_element),
         raw_body,
         message_id=message_id,
         received_at=datetime.now(UTC),

@@ -15,6 +15,7 @@ from hub.contract.parse import (
     information_from_element,
     parse_request,
 )
+from hub.contract.serialise import build_request_envelope
 from hub.messages import canonical_bytes
 
 DATA = Path(__file__).parent / "data" / "contract"
@@ -140,8 +141,41 @@ def test_summary_has_no_identifiers() -> None:
     assert CORE_NS not in str(summary)
 
 
+def test_the_canonical_form_is_blind_to_prefixes_and_attribute_order_not_to_content() -> None:
+    def canonical(body: bytes) -> bytes:
+        element = parse_request(body).body_element.find(PAYLOAD_TAG)
+        assert element is not None
+        return canonical_bytes(element)
+
+    plain = _fixture("request_extensions.xml")
+    # The same content as another sender might write it: other prefixes, the core namespace as
+    # the default one, and attributes in another order.
+    renamed = plain.replace(b"core:", b"c:").replace(b"xmlns:core=", b"xmlns:c=")
+    defaulted = plain.replace(b"<core:", b"<").replace(b"</core:", b"</")
+    defaulted = defaulted.replace(b"xmlns:core=", b"xmlns=")
+    with_attributes = plain.replace(b"<ext:regionNote/>", b'<ext:regionNote a="1" b="2"/>')
+    reordered = plain.replace(b"<ext:regionNote/>", b'<ext:regionNote b="2" a="1"/>')
+    assert renamed != plain and defaulted != plain
+    assert canonical(renamed) == canonical(defaulted) == canonical(plain)
+    assert canonical(reordered) == canonical(with_attributes) != canonical(plain)
+    # Content is not blind: another value, or an element moved into another parent.
+    assert canonical(plain.replace(b"added in 1.1", b"added in 1.2", 1)) != canonical(plain)
+    moved = plain.replace(b"<ext:regionNote/>", b"").replace(
+        b"<ext:cvNote/>", b"<ext:cvNote/><ext:regionNote/>"
+    )
+    assert canonical(moved) != canonical(plain)
+    # The hub's own serialiser writes a message with its own prefixes: the same content.
+    full = _fixture("request_full.xml")
+    request = parse_request(full)
+    info = information_from_element(request.body_element[0])
+    again = build_request_envelope(request.logical_address or "", info)
+    assert again != full and canonical(again) == canonical(full)
+
+
 @pytest.mark.parametrize("fixture", ["request_full.xml", "request_extensions.xml"])
-def test_parse_drops_indentation_only_so_the_canonical_form_needs_no_copy(fixture: str) -> None:
+def test_the_canonical_form_drops_indentation_only_however_the_tree_was_parsed(
+    fixture: str,
+) -> None:
     plain = _fixture(fixture)
     # The same message indented, and one with a leaf whose whitespace is its value.
     indented = etree.tostring(etree.fromstring(plain), pretty_print=True)
@@ -152,11 +186,11 @@ def test_parse_drops_indentation_only_so_the_canonical_form_needs_no_copy(fixtur
     def fast(body: bytes) -> bytes:
         element = parse_request(body).body_element.find(PAYLOAD_TAG)
         assert element is not None
-        return canonical_bytes(element, blank_text_removed=True)
+        return canonical_bytes(element)
 
     for body in (plain, indented, leaf):
         slow = etree.fromstring(body).find(f".//{PAYLOAD_TAG}")  # keeps every text node
         assert slow is not None
         assert fast(body) == canonical_bytes(slow)
     assert fast(plain) == fast(indented)
-    assert fast(leaf) != fast(plain) and b">  </" in fast(leaf)  # a leaf's own value is kept
+    assert fast(leaf) != fast(plain) and b'"  "' in fast(leaf)  # a leaf's own value is kept

@@ -135,8 +135,14 @@ def test_identical_resend_is_answered_ok_and_stored_once(
 ) -> None:
     body = envelope("14", make_pnr())
     assert result(post(client, body)[1])[0] == "OK"
-    # Same content with other whitespace between tags is still the same message.
+    # Same content with other whitespace between tags is still the same message...
     assert result(post(client, body.replace(b"><", b">\n  <"))[1])[0] == "OK"
+    # ...and so is the same content written by a tool with other prefixes (an operator resending
+    # it by hand, say): the core namespace as the default one, the responder's as "r".
+    other = body.replace(b"<core:", b"<").replace(b"</core:", b"</")
+    other = other.replace(b"xmlns:core=", b"xmlns=").replace(b"tjsr:", b"r:")
+    other = other.replace(b"xmlns:tjsr=", b"xmlns:r=")
+    assert other != body and result(post(client, other)[1])[0] == "OK"
     assert count(hub, "14") == 1
 
 

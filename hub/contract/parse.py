@@ -46,8 +46,7 @@ class SoapRequest:
     """The parts of a SOAP 1.1 request the hub looks at.
 
     Parsed without whitespace-only text between elements (``remove_blank_text``): indentation
-    carries nothing in this contract, and its elements can be put in canonical form directly
-    (``canonical_bytes(..., blank_text_removed=True)``).
+    carries nothing in this contract.
     """
 
     envelope: etree._Element
