@@ -169,8 +169,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not settings.is_dev:
         print("agenthub demo runs only with AGENTHUB_ENV=dev or test", file=sys.stderr)
         return 2
-    return run_demo(settings, port=args.port, sim_port=args.sim_port, once=args.once,
-                    timeout=args.timeout)
+    return run_demo(
+        settings, port=args.port, sim_port=args.sim_port, once=args.once, timeout=args.timeout
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

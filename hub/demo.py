@@ -122,18 +122,24 @@ def run_demo(settings: Settings, *, port: int, sim_port: int, once: bool, timeou
         hub_url = f"http://127.0.0.1:{hub_port}{ENDPOINT_PATH}"
         sim = stack.enter_context(
             serve_sim_in_thread(
-                default_sim_config(hub_url=hub_url, hub_lan_codes=("01", "14"),
-                                   consumer_hsaids=(consumer.agent_hsaid,)),
+                default_sim_config(
+                    hub_url=hub_url,
+                    hub_lan_codes=("01", "14"),
+                    consumer_hsaids=(consumer.agent_hsaid,),
+                ),
                 port=sim_port,
             )
         )
-        env = {**os.environ, "AGENTHUB_ENV": settings.env,
-               "AGENTHUB_DATA_DIR": str(settings.data_dir),
-               "AGENTHUB_DATABASE_URL": settings.database_url,
-               "AGENTHUB_NTJP_URL": sim.url,
-               "AGENTHUB_WORKER_DELIVER_MS": os.environ.get("AGENTHUB_WORKER_DELIVER_MS", "500"),
-               "AGENTHUB_SEND_POLL_MS": os.environ.get("AGENTHUB_SEND_POLL_MS", "200"),
-               "AGENTHUB_SEND_PAUSE_MS": os.environ.get("AGENTHUB_SEND_PAUSE_MS", "1000")}
+        env = {
+            **os.environ,
+            "AGENTHUB_ENV": settings.env,
+            "AGENTHUB_DATA_DIR": str(settings.data_dir),
+            "AGENTHUB_DATABASE_URL": settings.database_url,
+            "AGENTHUB_NTJP_URL": sim.url,
+            "AGENTHUB_WORKER_DELIVER_MS": os.environ.get("AGENTHUB_WORKER_DELIVER_MS", "500"),
+            "AGENTHUB_SEND_POLL_MS": os.environ.get("AGENTHUB_SEND_POLL_MS", "200"),
+            "AGENTHUB_SEND_PAUSE_MS": os.environ.get("AGENTHUB_SEND_PAUSE_MS", "1000"),
+        }
         worker = _worker(env)
         stack.callback(_stop, worker)
         print(f"hub (SOAP producer): {hub_url}?wsdl")
@@ -163,8 +169,11 @@ def run_demo(settings: Settings, *, port: int, sim_port: int, once: bool, timeou
             drops = [settings.data_dir / "drops" / lan for lan in ("01", "14")]
             received = sum(len(_files(root, "received")) for root in drops)
             receipts = sum(len(_files(root, "receipts")) for root in drops)
-            if (all(states.get(r) in FINAL for _, r, _ in queued) and received >= 2
-                    and receipts >= len(queued)):
+            if (
+                all(states.get(r) in FINAL for _, r, _ in queued)
+                and received >= 2
+                and receipts >= len(queued)
+            ):
                 break
             if worker.poll() is not None:
                 print("the worker stopped; see its log", file=sys.stderr)
@@ -181,13 +190,17 @@ def run_demo(settings: Settings, *, port: int, sim_port: int, once: bool, timeou
                 for name in _files(root, folder):
                     print(f"  {folder}/{name}")
         ok = all(states.get(r) == "delivered" for _, r, _ in queued)
-        print(f"\nexchange {'complete' if ok else 'NOT complete'}: "
-              f"`agenthub messages --lan 01` lists what Stockholm received.")
+        print(
+            f"\nexchange {'complete' if ok else 'NOT complete'}: "
+            f"`agenthub messages --lan 01` lists what Stockholm received."
+        )
         if once:
             hub.close()
             return 0 if ok else 1
-        print("\nstill serving; post more with `agenthub sample --lan 14 | curl --data-binary "
-              f"@- {hub_url}`. Ctrl-C to stop.")
+        print(
+            "\nstill serving; post more with `agenthub sample --lan 14 | curl --data-binary "
+            f"@- {hub_url}`. Ctrl-C to stop."
+        )
         try:
             while worker.poll() is None:
                 time.sleep(1)

@@ -16,7 +16,12 @@ def test_demo_completes_an_exchange(tmp_path: Path) -> None:
     env["AGENTHUB_DATA_DIR"] = str(tmp_path / "var")
     result = subprocess.run(
         [sys.executable, "-m", "hub.cli", "demo", "--once", "--port", "0", "--sim-port", "0"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "exchange complete" in result.stdout
