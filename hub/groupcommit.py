@@ -111,6 +111,18 @@ class GroupCommit:
     def __init__(self, db: Database, max_batch: int = MAX_BATCH) -> None:
         self.db = db
         self.max_batch = max_batch
+        self._stored: dict[str, int] = {}
+        self._resends: dict[str, int] = {}
+        self._batches = 0
+        self._summary_at = time.monotonic()
+        # The leaders' statements by schema and columns.
+        self._statements: dict[tuple[str, tuple[str, ...]], bytes] = {}
+        self._start_in_this_process()
+
+    def _start_in_this_process(self) -> None:
+        # What belongs to one process: built here, and again in a forked child, where what the
+        # parent queued is the parent's to write, its connection is the parent's, and its lock
+        # may have been held by a thread that does not exist in the child.
         self._lock = threading.Lock()
         # Calls waiting for a batch; while nobody leads (``_writing`` false) it is empty.
         self._queued: list[_Pending] = []
@@ -121,15 +133,9 @@ class GroupCommit:
         self._gathering = False
         self._gathered = threading.Condition(self._lock)
         self._local = threading.local()  # .announced: this thread's call is counted
-        self._pid = os.getpid()
-        self._stored: dict[str, int] = {}
-        self._resends: dict[str, int] = {}
-        self._batches = 0
-        self._summary_at = time.monotonic()
-        # The leaders' PostgreSQL connection (one leader at a time), and its statements by schema
-        # and columns.
+        # The leaders' PostgreSQL connection (one leader at a time).
         self._raw: PoolProxiedConnection | None = None
-        self._statements: dict[tuple[str, tuple[str, ...]], bytes] = {}
+        self._pid = os.getpid()
 
     def insert(self, lan_code: str, row: dict[str, Any]) -> bool:
         """Insert one message row into a region's store; wait until it is committed.
@@ -139,7 +145,7 @@ class GroupCommit:
         """
         pending = _Pending(lan_code, row)
         if self._pid != os.getpid():
-            self._after_fork()
+            self._start_in_this_process()
         with self._lock:
             self._enqueue(pending)
             if not self._writing:
@@ -205,16 +211,6 @@ class GroupCommit:
         if self._raw is not None:
             self._release()
         self.log_summary()
-
-    def _after_fork(self) -> None:
-        # A forked child: what the parent queued is the parent's to write, its connection is the
-        # parent's, and its lock may have been held by a thread that does not exist here.
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._gathered = threading.Condition(self._lock)
-        self._queued, self._writing, self._raw = [], False, None
-        self._expected, self._gathering, self._local = 0, False, threading.local()
-        self._pid = os.getpid()
 
     def _lead(self) -> None:
         """Write one batch from the head of the queue, then hand the lead on or give it up."""
