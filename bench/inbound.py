@@ -4,7 +4,6 @@
     .venv/bin/python bench/inbound.py --quick    # N=2,000, a smoke run
     .venv/bin/python bench/inbound.py --against /tmp/old   # also the hub of another checkout
 
-
 Three apps run under gunicorn (2 workers × 16 threads, gthread) on loopback: the baseline
 (parse + XSD + fixed OK), ``+insert`` (the baseline plus one plain psycopg2 INSERT and commit
 per call: what storing at all costs) and the hub, which stores into PostgreSQL (a fresh database
