@@ -274,10 +274,11 @@ def test_a_forked_child_starts_afresh_and_close_waits_for_the_batch_being_writte
     parent_row = _row(region.lan_code)
     writer._queued.append(groupcommit._Pending(region.lan_code, parent_row))
     writer._writing = True
+    writer._expected = 1  # a parent's call being validated, which will never come here
     writer._lock.acquire()
     writer._pid = -1
     assert writer.insert(region.lan_code, _row(region.lan_code)) is True
-    assert writer._queued == [] and writer._writing is False
+    assert writer._queued == [] and writer._writing is False and writer._expected == 0
     # The parent's call is the parent's to write: not written twice.
     assert _count(hub, region.lan_code) == 2
 
