@@ -3,6 +3,7 @@
     .venv/bin/python bench/inbound.py            # N=20,000 per run, 10 and 32 concurrent clients
     .venv/bin/python bench/inbound.py --quick    # N=2,000, a smoke run
     .venv/bin/python bench/inbound.py --against /tmp/old   # also the hub of another checkout
+    .venv/bin/python bench/inbound.py --without-store      # also the hub minus its store
 
 Three apps run under gunicorn (2 workers × 16 threads, gthread) on loopback: the baseline
 (parse + XSD + fixed OK), ``+insert`` (the baseline plus one plain psycopg2 INSERT and commit
@@ -131,6 +132,12 @@ def main() -> int:
         help="also serve the hub of another checkout (e.g. a git worktree of main) as hub-B, "
         "on its own database, in the same rounds: an A/B of a change on a noisy machine",
     )
+    parser.add_argument(
+        "--without-store",
+        action="store_true",
+        help="also serve the hub with its store taken out (bench/hub_nostore.py): splits the "
+        "hub's cost into the contract work and the storing",
+    )
     args = parser.parse_args()
     n = 2_000 if args.quick else args.n
 
@@ -174,6 +181,10 @@ def main() -> int:
         "+insert": Server("bench.baseline_app:store_app", env, log=workdir / "store.log", **shape),
         "hub": Server("hub.wsgi:app", env, log=workdir / "hub.log", **shape),
     }
+    if args.without_store:
+        servers["no-store"] = Server(
+            "bench.hub_nostore:build_app()", env, log=workdir / "nostore.log", **shape
+        )
     if args.against:
         env_b = {
             **env,
@@ -249,6 +260,11 @@ def main() -> int:
         mine = results[("hub", concurrency)]
         ratio = mine.rate / base.rate
         print(f"  hub vs +insert: {mine.rate / results[('+insert', concurrency)].rate:.2f} ×")
+        if args.without_store:
+            print(
+                f"  hub vs no-store (what storing leaves of the contract work's rate): "
+                f"{mine.rate / results[('no-store', concurrency)].rate:.2f} ×"
+            )
         if args.against:
             print(
                 f"  hub vs hub-B ({args.against}): "

@@ -1,0 +1,51 @@
+"""The hub with its store taken out, for ``bench/inbound.py --without-store`` only.
+
+Every step of a call runs as in the hub: the endpoint, the caller's identity, the safe parse,
+Spyne, the XSD, the §3 rules, routing, the canonical form, and the row with its seals and keyed
+hashes. Only the group commit is replaced: the row is dropped and the call is answered as if it
+had been stored. The gap between this app and the baseline is the contract work; the gap
+between it and the hub is the storing.
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Any
+
+from flask import Flask
+
+from hub.app import create_app
+from hub.context import Hub, build_hub
+
+
+class NoStore:
+    """Takes the group commit's place and stores nothing (each row is answered as new)."""
+
+    def announce(self) -> None:
+        """Nothing waits for this call."""
+
+    def withdraw(self) -> None:
+        """Nothing waits for this call."""
+
+    def insert(self, lan_code: str, row: dict[str, Any]) -> bool:
+        """Drop the row; report it as newly stored."""
+        return True
+
+    def close(self) -> None:
+        """Nothing to finish."""
+
+
+def build_app(hub: Hub | None = None) -> Flask:
+    """The serving app of ``hub.wsgi`` with the store replaced by :class:`NoStore`.
+
+    gunicorn calls it as a factory (``bench.hub_nostore:build_app()``), so importing this module
+    builds nothing.
+    """
+    serving = hub is None
+    hub = hub or build_hub()
+    hub.inbound.close()
+    hub.inbound = NoStore()  # type: ignore[assignment]
+    app = create_app(hub)
+    if serving:
+        gc.freeze()  # as hub.app.serving_app does
+    return app
