@@ -9,12 +9,11 @@ between it and the hub is the storing.
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 from flask import Flask
 
-from hub.app import create_app
+from hub.app import create_app, serving_app
 from hub.context import Hub, build_hub
 
 
@@ -39,13 +38,11 @@ def build_app(hub: Hub | None = None) -> Flask:
     """The serving app of ``hub.wsgi`` with the store replaced by :class:`NoStore`.
 
     gunicorn calls it as a factory (``bench.hub_nostore:build_app()``), so importing this module
-    builds nothing.
+    builds nothing. Without ``hub`` it builds the hub and serves it as ``hub.wsgi`` does; with
+    one (a test's), it only builds the app.
     """
     serving = hub is None
     hub = hub or build_hub()
-    hub.inbound.close()
+    # The group commit it replaces has not been used: it holds no connection to hand back.
     hub.inbound = NoStore()  # type: ignore[assignment]
-    app = create_app(hub)
-    if serving:
-        gc.freeze()  # as hub.app.serving_app does
-    return app
+    return serving_app(hub) if serving else create_app(hub)
