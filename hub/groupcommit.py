@@ -148,26 +148,37 @@ class GroupCommit:
             self._start_in_this_process()
         with self._lock:
             self._enqueue(pending)
-            if not self._writing:
-                self._writing = pending.leads = True
+            leads = not self._writing
+            self._writing = True
         while True:
-            if pending.leads:
-                pending.leads = False
+            if leads:
                 self._lead()
-            if not pending.done.acquire(timeout=COMMIT_WAIT_SECONDS):
-                with self._lock:
-                    # Made leader at the last moment: the lock was released with the flag set.
-                    if not pending.leads:
-                        # Never written now, and never handed the lead: nobody would take it.
-                        if pending in self._queued:
-                            self._queued.remove(pending)
-                        raise TimeoutError("the message store did not commit in time")
-                pending.done.acquire()
+            self._wait(pending)
             if pending.settled:
                 break
+            # Not settled, so ``done`` was released to hand this call the lead.
+            leads, pending.leads = pending.leads, False
         if pending.error is not None:
             raise pending.error
         return pending.inserted
+
+    def _wait(self, pending: _Pending) -> None:
+        """Wait until the call is settled or handed the lead (either releases ``done``).
+
+        Only after taking ``done`` may the call read why it was woken: read before, a hand-over
+        that came in between would have it lead while ``done`` is already released, and its own
+        settling would then release it a second time (a fault for every call of that batch).
+        """
+        if pending.done.acquire(timeout=COMMIT_WAIT_SECONDS):
+            return
+        with self._lock:
+            # Made leader, or settled, at the last moment: ``done`` is (about to be) released.
+            if not (pending.leads or pending.settled):
+                # Never written now, and never handed the lead: nobody would take it.
+                if pending in self._queued:
+                    self._queued.remove(pending)
+                raise TimeoutError("the message store did not commit in time")
+        pending.done.acquire()
 
     def announce(self) -> None:
         """Tell that this thread's call is on its way to :meth:`insert` (it is being validated).

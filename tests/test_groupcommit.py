@@ -335,6 +335,85 @@ def test_a_call_that_times_out_leaves_the_queue_and_never_leads(
     writer.close()
 
 
+class _StallingLock:
+    """The writer's lock, except that one thread, on releasing it, stalls until told to go on.
+
+    It stands for the scheduler: a call that has just queued itself and let go of the lock may
+    run again only after the leader has finished its batch and handed it the lead.
+    """
+
+    def __init__(self, stalls: str, until: threading.Event) -> None:
+        self._lock = threading.Lock()
+        self._stalls = stalls
+        self._until = until
+        self.stalled = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """As threading.Lock."""
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        """As threading.Lock; the named thread then stalls once, until the event is set."""
+        self._lock.release()
+        if threading.current_thread().name == self._stalls and not self.stalled.is_set():
+            self.stalled.set()
+            self._until.wait(10)
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def test_a_call_handed_the_lead_before_it_waits_leads_once(
+    hub: Hub, add_region: Callable[..., Region]
+) -> None:
+    # The race: the leader finishes and hands the lead to a queued call that has not reached its
+    # wait yet. That call must still take its hand-over before leading; reading the flag first
+    # made it lead with its wake-up already spent, and its own settling then failed the batch.
+    region = add_region("14", "SE2321000131", "VGR")
+    handed = threading.Event()
+
+    class Writer(_Gate):
+        def _start_in_this_process(self) -> None:
+            super()._start_in_this_process()
+            self.stalling = _StallingLock("second call", handed)
+            self._lock = self.stalling  # type: ignore[assignment]
+            self._idle = threading.Condition(self._lock)  # type: ignore[arg-type]
+            self._gathered = threading.Condition(self._lock)  # type: ignore[arg-type]
+
+        def _lead(self) -> None:
+            super()._lead()
+            if threading.current_thread().name == "first call":
+                handed.set()  # the lead has been handed on (or given up)
+
+    writer = Writer(hub.db)
+    results: dict[str, Any] = {}
+
+    def call(name: str) -> None:
+        try:
+            results[name] = writer.insert(region.lan_code, _row(region.lan_code))
+        except Exception as exc:  # the test looks at what each call got
+            results[name] = exc
+
+    first = threading.Thread(target=call, args=("first",), name="first call")
+    first.start()
+    deadline = time.monotonic() + 10
+    while writer.arrived < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    second = threading.Thread(target=call, args=("second",), name="second call")
+    second.start()
+    assert writer.stalling.stalled.wait(10)  # queued behind the first call's batch, then stalled
+    writer.release.set()  # the first batch is written, and the lead handed to the second call
+    first.join(10)
+    second.join(10)
+    assert results == {"first": True, "second": True}
+    assert writer.batches == [1, 1] and writer._writing is False
+    assert _count(hub, region.lan_code) == 2
+    writer.close()
+
+
 def test_a_lost_database_connection_fails_one_call_and_the_next_succeeds(
     hub: Hub, settings: Any, add_region: Callable[..., Region]
 ) -> None:
