@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
@@ -412,6 +413,47 @@ def test_a_call_handed_the_lead_before_it_waits_leads_once(
     assert writer.batches == [1, 1] and writer._writing is False
     assert _count(hub, region.lan_code) == 2
     writer.close()
+
+
+def test_many_threads_with_resends_among_them_each_get_their_own_answer(
+    hub: Hub, regions_ab: tuple[Region, Region]
+) -> None:
+    # Many calls at once, the interpreter switching threads as often as it can, and each content
+    # sent twice from two threads: every call is answered, once as new and once as a resend, and
+    # each content is stored once. (The hand-over race has its own, deterministic test above.)
+    a, b = regions_ab
+    writer = GroupCommit(hub.db)
+    contents = [(a.lan_code if i % 2 else b.lan_code, uuid.uuid4().hex) for i in range(120)]
+    answers: dict[tuple[str, str], list[Any]] = {content: [] for content in contents}
+
+    def sender(shift: int) -> None:
+        # Threads 0-3 send every fourth content; thread 4 sends them all again, last one first,
+        # so that the two copies of a content meet in one batch and across batches.
+        for lan, content_hash in contents[shift::4] if shift < 4 else contents[::-1]:
+            writer.announce()
+            try:
+                answer: Any = writer.insert(lan, _row(lan, content_hash))
+            except Exception as exc:  # the test looks at what each call got
+                answer = exc
+            finally:
+                writer.withdraw()
+            answers[(lan, content_hash)].append(answer)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        # Four threads send each content once between them; a fifth sends every content again.
+        threads = [threading.Thread(target=sender, args=(i,)) for i in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+        writer.close()
+    assert not any(thread.is_alive() for thread in threads)
+    assert all(sorted(got) == [False, True] for got in answers.values()), answers
+    assert _count(hub, a.lan_code) == 60 and _count(hub, b.lan_code) == 60
 
 
 def test_a_lost_database_connection_fails_one_call_and_the_next_succeeds(
