@@ -233,22 +233,30 @@ class GroupCommit:
         try:
             self._write_batch(batch)
         finally:
-            for item in batch:
-                if not item.settled:  # only if writing itself broke: the caller must not hang
-                    item.error = StoreError("the batch could not be written")
-                    self._finish(item)
-            now = time.monotonic()
-            if now - self._summary_at >= SUMMARY_SECONDS:
-                # While this thread still leads: the counts are only ever touched by the leader.
-                self.log_summary(now)
-            with self._lock:
-                if self._queued:
-                    following = self._queued[0]
-                    following.leads = True
-                    following.done.release()
-                else:
-                    self._writing = False
-                    self._idle.notify_all()
+            try:
+                for item in batch:
+                    if not item.settled:  # only if writing itself broke: the caller must not hang
+                        item.error = StoreError("the batch could not be written")
+                        self._finish(item)
+                now = time.monotonic()
+                if now - self._summary_at >= SUMMARY_SECONDS:
+                    # While this thread still leads: the counts are only ever touched by the leader.
+                    self.log_summary(now)
+            finally:
+                # Whatever broke above, the lead moves on: with nobody leading and ``_writing``
+                # still set, every later call of this process would wait for a batch in vain.
+                self._hand_on()
+
+    def _hand_on(self) -> None:
+        """Hand the lead to the first call queued meanwhile, or give it up when there is none."""
+        with self._lock:
+            if self._queued:
+                following = self._queued[0]
+                following.leads = True
+                following.done.release()
+            else:
+                self._writing = False
+                self._idle.notify_all()
 
     def _write_batch(self, batch: list[_Pending]) -> None:
         self._batches += 1

@@ -415,6 +415,33 @@ def test_a_call_handed_the_lead_before_it_waits_leads_once(
     writer.close()
 
 
+def test_a_leader_that_breaks_after_its_batch_still_hands_the_lead_on(
+    hub: Hub, add_region: Callable[..., Region], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Bookkeeping after the commit (here the summary) fails once. The leader's own call hears of
+    # it, but the process must not be left with nobody leading: the next call is written.
+    region = add_region("14", "SE2321000131", "VGR")
+    monkeypatch.setattr(groupcommit, "SUMMARY_SECONDS", 0.0)
+    monkeypatch.setattr(groupcommit, "COMMIT_WAIT_SECONDS", 1.0)
+
+    class Writer(GroupCommit):
+        broke = False
+
+        def log_summary(self, now: float | None = None) -> None:
+            if not self.broke:
+                self.broke = True
+                raise RuntimeError("summary failed")
+            super().log_summary(now)
+
+    writer = Writer(hub.db)
+    with pytest.raises(RuntimeError, match="summary failed"):
+        writer.insert(region.lan_code, _row(region.lan_code))
+    assert writer._writing is False
+    assert writer.insert(region.lan_code, _row(region.lan_code)) is True
+    assert _count(hub, region.lan_code) == 2
+    writer.close()
+
+
 def test_many_threads_with_resends_among_them_each_get_their_own_answer(
     hub: Hub, regions_ab: tuple[Region, Region]
 ) -> None:
