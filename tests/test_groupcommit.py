@@ -64,6 +64,12 @@ class _Gate(GroupCommit):
         super()._enqueue(pending)
         self.arrived += 1  # under the writer's lock
 
+    def wait_arrived(self, count: int) -> None:
+        """Return once ``count`` calls have queued (or after 10 s; the test's asserts then fail)."""
+        deadline = time.monotonic() + 10
+        while self.arrived < count and time.monotonic() < deadline:
+            time.sleep(0.005)
+
     def _write(self, by_region: dict[str, list[Any]]) -> None:
         self.release.wait(10)
         self.batches.append(sum(len(items) for items in by_region.values()))
@@ -87,9 +93,7 @@ def _insert_together(writer: _Gate, rows: list[dict[str, Any]]) -> list[Any]:
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(rows))]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 10
-    while writer.arrived < len(rows) and time.monotonic() < deadline:
-        time.sleep(0.005)
+    writer.wait_arrived(len(rows))
     writer.release.set()
     for thread in threads:
         thread.join(10)
@@ -320,9 +324,7 @@ def test_a_call_that_times_out_leaves_the_queue_and_never_leads(
 
     first = threading.Thread(target=call, args=(0,))
     first.start()
-    deadline = time.monotonic() + 10
-    while writer.arrived < 1 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    writer.wait_arrived(1)
     second = threading.Thread(target=call, args=(1,))
     second.start()
     second.join(10)  # gives up while the first call's batch is held
@@ -400,9 +402,7 @@ def test_a_call_handed_the_lead_before_it_waits_leads_once(
 
     first = threading.Thread(target=call, args=("first",), name="first call")
     first.start()
-    deadline = time.monotonic() + 10
-    while writer.arrived < 1 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    writer.wait_arrived(1)
     second = threading.Thread(target=call, args=("second",), name="second call")
     second.start()
     assert writer.stalling.stalled.wait(10)  # queued behind the first call's batch, then stalled
