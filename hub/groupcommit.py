@@ -5,8 +5,8 @@ Under load, the calls in flight at the same moment are written together. A call 
 while no batch is being written leads: in its own thread it waits for the calls announced as on
 their way (being validated; at most 2 ms), takes every message queued so far and writes them
 with one statement (PostgreSQL: every region's share in one round trip; SQLite: one transaction
-per region file). Only once that has committed does it wake the other calls of
-the batch, which answer, and hand the lead to the first call that queued meanwhile.
+per region file). Only once that has committed does it wake the other calls of the batch, which
+answer, and hand the lead to the first call that queued meanwhile.
 An answer therefore still means "committed"; what is shared is the round trips and the disk wait.
 No thread of its own: a writer thread cost every call two more context switches and a turn at
 the GIL (bench/inbound.py).
