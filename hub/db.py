@@ -55,10 +55,14 @@ def _make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 10}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    # No pre-ping: it costs a round trip on every checkout, on the hot path of every call. A
-    # connection broken by a database restart fails one call (a Server fault the platform
-    # retries), and SQLAlchemy then invalidates the whole pool; recycling bounds stale ones.
-    return create_engine(url, pool_size=10, max_overflow=20, pool_recycle=1800, **kwargs)
+    # Pre-ping: a connection left in the pool across a database restart or failover (or cut by
+    # a firewall while idle) is replaced on checkout instead of failing the query that drew it.
+    # Its round trip is off the hot path: a new inbound message is written on the group commit's
+    # own connection (hub.groupcommit, which retries a lost one itself); only resends, the worker
+    # and the CLI check connections out of this pool.
+    return create_engine(
+        url, pool_size=10, max_overflow=20, pool_recycle=1800, pool_pre_ping=True, **kwargs
+    )
 
 
 class Database:

@@ -13,7 +13,9 @@ the GIL (bench/inbound.py).
 
 A resend is caught by the unique content hash (``ON CONFLICT DO NOTHING``), also when both copies
 arrive in the same batch. When a batch fails as a whole, each of its messages is retried in a
-transaction of its own, so one bad row fails only its own call.
+transaction of its own, so one bad row fails only its own call. A batch whose connection was lost
+(PostgreSQL restarted, failed over, or an idle connection was cut) is written again once on a new
+connection before any call of it fails.
 """
 
 from __future__ import annotations
@@ -348,18 +350,26 @@ class GroupCommit:
                 rows = [item.row for item in first_of.values()]
                 new = {row[0] for row in connection.execute(_SQLITE_INSERT, rows)}
             return [_settler(items, first_of, new)]
-        connection = self._postgresql()
         firsts = {lan_code: _first_copies(items) for lan_code, items in by_region.items()}
         shares = [
             (region_schema_name(lan_code), [item.row for item in first_of.values()])
             for lan_code, first_of in firsts.items()
         ]
-        try:
-            with connection.cursor() as cursor:
-                new_by_share = self._insert_postgresql(cursor, shares)
-        except Exception:
-            self._after_failure(connection)
-            raise  # _write keeps only the first line of the driver's text (no row values)
+        for attempt in (1, 2):
+            connection = self._postgresql()
+            try:
+                with connection.cursor() as cursor:
+                    new_by_share = self._insert_postgresql(cursor, shares)
+                break
+            except Exception:
+                if not self._after_failure(connection) or attempt == 2:
+                    raise  # _write keeps only the first line of the driver's text (no row values)
+                # The connection was lost (a database restart or failover, or an idle connection
+                # cut by a firewall overnight): write the batch again, once, on a new one, rather
+                # than fail every call of it. Safe even if the lost statement did commit: ON
+                # CONFLICT then reports those rows as already stored, and each call answers with
+                # the stored answer, which is its own (same content, same message id).
+                log.warning("database connection lost while writing a batch; writing it again")
         return [
             _settler(by_region[lan_code], first_of, new)
             for (lan_code, first_of), new in zip(firsts.items(), new_by_share, strict=True)
@@ -392,13 +402,17 @@ class GroupCommit:
             return
         raw.close()
 
-    def _after_failure(self, connection: Any) -> None:
-        # A refused statement left nothing behind (autocommit); a lost connection is dropped and
-        # the next batch opens a new one.
+    def _after_failure(self, connection: Any) -> bool:
+        """Drop a lost connection, so that the next attempt opens a new one; True if it was lost.
+
+        A refused statement left nothing behind (autocommit) and keeps the connection.
+        """
         assert self._raw is not None
-        if connection.closed:
-            self._raw.invalidate()
-            self._raw = None
+        if not connection.closed:
+            return False
+        self._raw.invalidate()
+        self._raw = None
+        return True
 
     def _insert_postgresql(
         self, cursor: Any, shares: list[tuple[str, list[dict[str, Any]]]]

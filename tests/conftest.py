@@ -52,6 +52,17 @@ def _pg_available() -> str | None:
     return None
 
 
+def end_database_sessions(database_url: str) -> None:
+    """End every session of a PostgreSQL test database: a restart or failover, as clients see it."""
+    conn = _pg_connect(database_url.rsplit("/", 1)[-1])
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    conn.close()
+
+
 @pytest.fixture(scope="session")
 def pg_problem() -> str | None:
     """Why PostgreSQL cannot be used, or None."""

@@ -20,6 +20,7 @@ from hub.context import Hub
 from hub.groupcommit import GroupCommit, StoreError
 from hub.tables import messages
 from hub.tenancy.registry import Region
+from tests.conftest import end_database_sessions
 
 
 def _row(lan: str, content_hash: str | None = None, **changes: Any) -> dict[str, Any]:
@@ -483,32 +484,79 @@ def test_many_threads_with_resends_among_them_each_get_their_own_answer(
     assert _count(hub, a.lan_code) == 60 and _count(hub, b.lan_code) == 60
 
 
-def test_a_lost_database_connection_fails_one_call_and_the_next_succeeds(
+def test_a_call_on_a_lost_database_connection_is_written_on_a_new_one(
     hub: Hub, settings: Any, add_region: Callable[..., Region]
+) -> None:
+    if settings.is_sqlite:
+        pytest.skip("a lost server connection is a PostgreSQL matter (SQLite opens a file)")
+    region = add_region("14", "SE2321000131", "VGR")
+    assert hub.inbound.insert(region.lan_code, _row(region.lan_code)) is True
+    # The writer's own connection dies while idle, as in a database restart or failover.
+    end_database_sessions(settings.database_url)
+    # The call that finds it dead is not failed: its batch is written again on a new connection.
+    assert hub.inbound.insert(region.lan_code, _row(region.lan_code)) is True
+    assert hub.inbound.insert(region.lan_code, _row(region.lan_code)) is True
+    assert _count(hub, region.lan_code) == 3
+
+
+def test_a_batch_whose_commit_was_lost_with_its_connection_is_stored_once(
+    hub: Hub, settings: Any, add_region: Callable[..., Region], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if settings.is_sqlite:
         pytest.skip("a lost server connection is a PostgreSQL matter (SQLite opens a file)")
     import psycopg2
 
     region = add_region("14", "SE2321000131", "VGR")
-    assert hub.inbound.insert(region.lan_code, _row(region.lan_code)) is True
-    # The server ends every other session of this database, the pooled writer's among them.
-    url = settings.database_url.replace("postgresql+psycopg2://", "postgresql://")
-    with psycopg2.connect(url) as admin, admin.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-    admin.close()
-    lost = _row(region.lan_code)
-    try:
-        stored = hub.inbound.insert(region.lan_code, lost)
-    except StoreError as exc:  # the call on the dead connection may fail, without values...
-        assert lost["pnr_hash"] not in str(exc)
-        stored = False
-    # ...and the writer does not hand the dead connection out again: the next call is stored.
-    assert hub.inbound.insert(region.lan_code, _row(region.lan_code)) is True
-    assert _count(hub, region.lan_code) == 2 + int(stored)
+    writer = GroupCommit(hub.db)
+    real = GroupCommit._insert_postgresql
+    lost: list[int] = []
+
+    def commit_then_lose_the_connection(self: GroupCommit, cursor: Any, shares: Any) -> Any:
+        # The statement commits, then the connection breaks before its answer is read.
+        new = real(self, cursor, shares)
+        if not lost:
+            lost.append(len(new[0]))
+            cursor.connection.close()
+            raise psycopg2.OperationalError("server closed the connection unexpectedly")
+        return new
+
+    monkeypatch.setattr(GroupCommit, "_insert_postgresql", commit_then_lose_the_connection)
+    row = _row(region.lan_code)
+    # Written again on a new connection, the row is already there: the call hears "stored
+    # before", and its caller answers with the stored answer (hub.messages), never a fault.
+    assert writer.insert(region.lan_code, row) is False
+    assert lost == [1]
+    assert _count(hub, region.lan_code) == 1
+    with hub.db.region(region.lan_code).connect() as connection:
+        stored_id = connection.execute(select(messages.c.id)).scalar_one()
+    assert stored_id == row["id"]  # the answer names the message this very call stored
+    writer.close()
+
+
+def test_a_database_that_stays_down_fails_the_call_after_one_more_try(
+    hub: Hub, settings: Any, add_region: Callable[..., Region], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if settings.is_sqlite:
+        pytest.skip("a lost server connection is a PostgreSQL matter (SQLite opens a file)")
+    import psycopg2
+
+    region = add_region("14", "SE2321000131", "VGR")
+    writer = GroupCommit(hub.db)
+    tries: list[int] = []
+
+    def always_lost(self: GroupCommit, cursor: Any, shares: Any) -> Any:
+        tries.append(1)
+        cursor.connection.close()
+        raise psycopg2.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(GroupCommit, "_insert_postgresql", always_lost)
+    row = _row(region.lan_code)
+    with pytest.raises(StoreError, match="OperationalError") as raised:
+        writer.insert(region.lan_code, row)
+    assert row["pnr_hash"] not in str(raised.value)
+    assert len(tries) == 2  # once, and once more on a new connection: no endless retrying
+    assert writer._raw is None  # nothing dead is kept for the next batch
+    writer.close()
 
 
 def test_the_writer_hands_its_connection_back_transactional(

@@ -28,6 +28,7 @@ from hub.contract.serialise import build_request_envelope
 from hub.messages import list_messages, read_body, region_cipher
 from hub.tables import access_log, messages
 from hub.tenancy.registry import Region
+from tests.conftest import end_database_sessions
 
 LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}
 
@@ -361,6 +362,29 @@ def test_database_down_is_a_server_fault_without_details(
     code, text = fault(answer)
     assert (status, code) == (500, "Server")
     assert pnr not in text and "Traceback" not in text and "sqlite" not in text.lower()
+
+
+def test_after_the_database_dropped_every_connection_calls_and_resends_are_answered_ok(
+    settings: Any,
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[Region, Region],
+    make_pnr: Callable[[], str],
+) -> None:
+    if settings.is_sqlite:
+        pytest.skip("dropped server connections are a PostgreSQL matter (SQLite opens a file)")
+    first = envelope("14", make_pnr())
+    for _ in range(2):  # the resend leaves a connection idle in the pool, as traffic does
+        assert result(post(client, first)[1]) == ("OK", None)
+    # A database restart or failover: every connection the hub holds, in its pool and the group
+    # commit's own, is dead, and the hub does not know it yet.
+    end_database_sessions(settings.database_url)
+    # A new call (the group commit's connection) and a resend (a pooled one, for the stored
+    # answer) both find a dead connection first; neither caller may get a fault for it.
+    for body in (envelope("14", make_pnr()), first):
+        status, answer = post(client, body)
+        assert (status, result(answer)) == (200, ("OK", None))
+    assert count(hub, "14") == 2
 
 
 def _cert_pem(hsa_id: str) -> str:
