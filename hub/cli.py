@@ -154,10 +154,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the producer and the web app (gunicorn when available, else werkzeug)."""
-    from hub.server import serve
+    """Serve the producer and the web app: gunicorn, or in dev and test werkzeug's server."""
+    from hub.server import ServeError, serve
 
-    serve(args.host, args.port, workers=args.workers)
+    try:
+        serve(args.host, args.port, workers=args.workers)
+    except ServeError as exc:
+        print(f"agenthub serve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -182,7 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the SOAP producer and the web app")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=int, default=0, help="0 = one threaded dev server")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="gunicorn workers; 0 = one threaded development server (default in dev and test; "
+        "elsewhere 4 workers)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     db = sub.add_parser("db", help="database")

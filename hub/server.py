@@ -6,15 +6,43 @@ import logging
 from typing import Any
 
 from hub.app import serving_app
-from hub.config import load_settings
+from hub.config import Settings, load_settings
 from hub.context import build_hub
 from hub.migrate import upgrade_all
 
 log = logging.getLogger(__name__)
 
 
-def _prepare() -> None:
-    settings = load_settings()
+# Outside dev/test, ``agenthub serve`` without ``--workers`` runs as many gunicorn workers as
+# deploy/gunicorn.conf.py does.
+DEFAULT_WORKERS = 4
+# The platform abandons a producer call after 29 s; gunicorn abandons a request a second before.
+REQUEST_TIMEOUT_SECONDS = 28
+
+
+class ServeError(Exception):
+    """``agenthub serve`` was asked for something its environment does not allow."""
+
+
+def choose_workers(settings: Settings, requested: int | None) -> int:
+    """gunicorn workers to run; 0 means werkzeug's threaded server, for dev and test only.
+
+    werkzeug's server says itself that it is not for production: in sit, qa and prod a plain
+    ``agenthub serve`` runs gunicorn, and asking for the development server there is refused.
+    """
+    if requested is None:
+        return 0 if settings.is_dev else DEFAULT_WORKERS
+    if requested < 0:
+        raise ServeError("--workers must be 0 (development server) or more")
+    if requested == 0 and not settings.is_dev:
+        raise ServeError(
+            f"the single-process development server is for AGENTHUB_ENV=dev or test, not "
+            f"{settings.env}; run gunicorn workers (--workers N, default {DEFAULT_WORKERS})"
+        )
+    return requested
+
+
+def _prepare(settings: Settings) -> None:
     if settings.is_dev:
         # A developer's embedded default migrates itself; real environments migrate explicitly.
         hub = build_hub(settings)
@@ -22,10 +50,16 @@ def _prepare() -> None:
         hub.close()
 
 
-def serve(host: str, port: int, *, workers: int = 0, threads: int = 8) -> None:
-    """Serve until interrupted; ``workers=0`` runs werkzeug's threaded server in this process."""
-    _prepare()
-    if workers <= 0:
+def serve(host: str, port: int, *, workers: int | None = None, threads: int = 8) -> None:
+    """Serve until interrupted: gunicorn workers, or werkzeug's threaded server in dev and test.
+
+    Raises :class:`ServeError` when ``workers`` does not suit the environment (see
+    :func:`choose_workers`).
+    """
+    settings = load_settings()
+    workers = choose_workers(settings, workers)
+    _prepare(settings)
+    if workers == 0:
         from werkzeug.serving import run_simple
 
         log.info("serving on http://%s:%d (single process)", host, port)
@@ -39,7 +73,8 @@ def serve(host: str, port: int, *, workers: int = 0, threads: int = 8) -> None:
             self.cfg.set("workers", workers)
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread")
-            self.cfg.set("timeout", 60)
+            self.cfg.set("timeout", REQUEST_TIMEOUT_SECONDS)
+            self.cfg.set("keepalive", 30)
             # Each worker builds its own pools after the fork; nothing is shared by accident.
             self.cfg.set("preload_app", False)
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from hub.app import create_app
 from hub.cli import main
 from hub.context import Hub
+from tests.sshd import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -128,3 +132,70 @@ def test_cli_sample_prints_a_request_the_producer_accepts(
     body = capsys.readouterr().out.encode()
     response = client.post(ENDPOINT_PATH, data=body, environ_base={"REMOTE_ADDR": "127.0.0.1"})
     assert response.status_code == 200 and b">OK<" in response.data
+
+
+def _qa_env(tmp_path: Path) -> dict[str, str]:
+    """A QA environment on SQLite under ``tmp_path``, with a master key of its own."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AGENTHUB_")},
+        "AGENTHUB_ENV": "qa",
+        "AGENTHUB_DATA_DIR": str(tmp_path / "data"),
+        "AGENTHUB_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
+        "PYTHONPATH": str(REPO),
+    }
+
+
+def test_serve_runs_the_development_server_only_in_dev_and_test() -> None:
+    from hub.config import load_settings
+    from hub.server import DEFAULT_WORKERS, ServeError, choose_workers
+
+    dev = load_settings({"AGENTHUB_ENV": "dev"})
+    prod = load_settings(
+        {"AGENTHUB_ENV": "prod", "AGENTHUB_MASTER_KEY": base64.b64encode(bytes(32)).decode()}
+    )
+    assert choose_workers(dev, None) == 0  # a newcomer's `agenthub serve`: one process
+    assert choose_workers(dev, 3) == 3
+    assert choose_workers(prod, None) == DEFAULT_WORKERS
+    assert choose_workers(prod, 2) == 2
+    with pytest.raises(ServeError, match="development server is for AGENTHUB_ENV=dev or test"):
+        choose_workers(prod, 0)
+    with pytest.raises(ServeError, match="--workers"):
+        choose_workers(dev, -1)
+
+
+def test_serve_outside_dev_runs_gunicorn_and_refuses_the_development_server(
+    tmp_path: Path,
+) -> None:
+    env = _qa_env(tmp_path)
+    cli = [sys.executable, "-m", "hub.cli"]
+    refused = subprocess.run(
+        [*cli, "serve", "--workers", "0"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2 and "not qa" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    # QA migrates explicitly (only dev migrates by itself on start).
+    subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=60)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [*cli, "serve", "--port", str(port)], env=env, stdout=out, stderr=out, cwd=tmp_path
+        )
+    try:
+        deadline = time.monotonic() + 60
+        health = None
+        while time.monotonic() < deadline and health is None:
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()
+            except requests.RequestException:
+                time.sleep(0.2)
+        assert health == {"database": "ok", "env": "qa", "status": "ok"}, log.read_text()
+        # gunicorn, with as many workers as deploy/gunicorn.conf.py runs.
+        while time.monotonic() < deadline and log.read_text().count("Booting worker") < 4:
+            time.sleep(0.2)
+        text = log.read_text()
+        assert "Using worker: gthread" in text and text.count("Booting worker") == 4, text
+        assert "development server" not in text
+    finally:
+        server.terminate()
+        server.wait(30)
