@@ -47,6 +47,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# Seconds to wait for PostgreSQL to accept a connection (libpq's connect_timeout).
+CONNECT_TIMEOUT_SECONDS = 5
+
+
 def _make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         database = make_url(url).database
@@ -60,8 +64,22 @@ def _make_engine(url: str, **kwargs: Any) -> Engine:
     # Its round trip is off the hot path: a new inbound message is written on the group commit's
     # own connection (hub.groupcommit, which retries a lost one itself); only resends, the worker
     # and the CLI check connections out of this pool.
+    # A database host that does not answer (a network fault, a failover in progress) fails a
+    # connection attempt after CONNECT_TIMEOUT_SECONDS instead of holding the call for the minutes
+    # TCP would wait. ``?connect_timeout=`` in the URL wins.
+    connect_args = (
+        {}
+        if "connect_timeout" in make_url(url).query
+        else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    )
     return create_engine(
-        url, pool_size=10, max_overflow=20, pool_recycle=1800, pool_pre_ping=True, **kwargs
+        url,
+        pool_size=10,
+        max_overflow=20,
+        pool_recycle=1800,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+        **kwargs,
     )
 
 

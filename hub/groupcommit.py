@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +46,10 @@ log = logging.getLogger(__name__)
 # 29 s producer timeout, so the caller hears a fault rather than a timeout. A message committed
 # after that is answered OK as a resend when the platform retries it.
 COMMIT_WAIT_SECONDS = 25.0
+# Longest a batch's statement may run in PostgreSQL (a lock held by a migration, a stalled
+# disk): it is then cancelled and its calls get a Server fault, inside COMMIT_WAIT_SECONDS and
+# the platform's 29 s, rather than the leader waiting with no end while later calls pile up.
+STATEMENT_TIMEOUT_MS = 20_000
 # Upper bound on one batch: keeps a statement's size and the time a batch holds locks small.
 MAX_BATCH = 64
 # How often the group commit logs how many messages it stored per region (INFO).
@@ -113,6 +118,7 @@ class GroupCommit:
     def __init__(self, db: Database, max_batch: int = MAX_BATCH) -> None:
         self.db = db
         self.max_batch = max_batch
+        self.statement_timeout_ms = STATEMENT_TIMEOUT_MS
         self._stored: dict[str, int] = {}
         self._resends: dict[str, int] = {}
         self._batches = 0
@@ -317,6 +323,15 @@ class GroupCommit:
         try:
             settles = self._transaction(by_region)
         except Exception as exc:
+            if _not_about_a_row(exc):
+                # The database itself failed (down, timed out, locked): trying each region and
+                # each row alone would only repeat the wait, once per row, while calls time out.
+                error = _without_values(exc)
+                for items in by_region.values():
+                    for item in items:
+                        item.error = error
+                        self._finish(item)
+                return
             if len(by_region) > 1:
                 for lan_code, items in by_region.items():
                     self._write({lan_code: items})
@@ -385,6 +400,8 @@ class GroupCommit:
             raw = self.db.hub.raw_connection()
             try:
                 raw.dbapi_connection.autocommit = True  # type: ignore[union-attr]
+                with raw.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
+                    cursor.execute("SET statement_timeout = %s", (self.statement_timeout_ms,))
             except Exception:
                 raw.invalidate()
                 raise
@@ -396,6 +413,8 @@ class GroupCommit:
         assert self._raw is not None
         raw, self._raw = self._raw, None
         try:
+            with raw.dbapi_connection.cursor() as cursor:  # type: ignore[union-attr]
+                cursor.execute("RESET statement_timeout")  # the pool's users set their own
             raw.dbapi_connection.autocommit = False  # type: ignore[union-attr]
         except Exception:
             raw.invalidate()
@@ -468,6 +487,15 @@ class GroupCommit:
         for index, content_hash in cursor.fetchall():
             new[index].add(content_hash)
         return new
+
+
+def _not_about_a_row(exc: BaseException) -> bool:
+    """True when the database failed as such (lost, timed out, locked), not over a row's values."""
+    if isinstance(exc, DBAPIError):
+        exc = exc.orig if exc.orig is not None else exc
+    # psycopg2's QueryCanceledError (statement timeout) and a lost connection are both
+    # OperationalErrors, as are SQLite's "database is locked" and disk errors.
+    return isinstance(exc, (psycopg2.OperationalError, sqlite3.OperationalError))
 
 
 def _first_copies(items: Sequence[_Pending]) -> dict[str, _Pending]:

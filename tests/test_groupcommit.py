@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from hub import groupcommit
 from hub.context import Hub
+from hub.db import region_schema_name
 from hub.groupcommit import GroupCommit, StoreError
 from hub.tables import messages
 from hub.tenancy.registry import Region
@@ -559,6 +560,37 @@ def test_a_database_that_stays_down_fails_the_call_after_one_more_try(
     writer.close()
 
 
+def test_a_batch_held_up_by_a_lock_is_cancelled_in_time_and_not_retried_row_by_row(
+    hub: Hub, settings: Any, regions_ab: tuple[Region, Region]
+) -> None:
+    if settings.is_sqlite:
+        pytest.skip("a statement timeout is PostgreSQL's (SQLite waits its busy timeout)")
+    import psycopg2
+
+    a, _ = regions_ab
+    writer = _Gate(hub.db)
+    writer.statement_timeout_ms = 300
+    # Someone holds the table (a migration, say) for longer than any call may wait.
+    locker = psycopg2.connect(settings.database_url.replace("postgresql+psycopg2", "postgresql"))
+    try:
+        with locker.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {region_schema_name(a.lan_code)}.messages")
+        results = _insert_together(writer, [_row(a.lan_code) for _ in range(3)])
+    finally:
+        locker.rollback()
+        locker.close()
+    assert all(isinstance(r, StoreError) and "QueryCanceled" in str(r) for r in results), results
+    # The leader's own call and the two queued behind it, each batch cancelled once: retrying
+    # row by row would wait the timeout again for every row while the calls time out.
+    assert writer.batches == [1, 2]
+    # A cancelled statement leaves the connection usable: once the lock is gone, calls are stored.
+    connection = writer._raw
+    assert writer.insert(a.lan_code, _row(a.lan_code)) is True
+    assert writer._raw is connection
+    assert _count(hub, a.lan_code) == 1
+    writer.close()
+
+
 def test_the_writer_hands_its_connection_back_transactional(
     hub: Hub, settings: Any, add_region: Callable[..., Region]
 ) -> None:
@@ -570,6 +602,17 @@ def test_the_writer_hands_its_connection_back_transactional(
     assert writer._raw is not None
     dbapi = writer._raw.dbapi_connection
     assert dbapi is not None and dbapi.autocommit  # one statement per batch, no BEGIN/COMMIT
+    assert _setting(dbapi, "statement_timeout") == "20s"  # groupcommit.STATEMENT_TIMEOUT_MS
     writer.close()
-    # Back in the pool it must behave like every other connection: transactions, not autocommit.
+    # Back in the pool it must behave like every other connection: transactions, not autocommit,
+    # and no time limit meant for the writer's own statements.
     assert writer._raw is None and dbapi.autocommit is False
+    assert _setting(dbapi, "statement_timeout") == "0"
+
+
+def _setting(dbapi: Any, name: str) -> str:
+    with dbapi.cursor() as cursor:
+        cursor.execute(f"SHOW {name}")
+        value = str(cursor.fetchone()[0])
+    dbapi.rollback()
+    return value

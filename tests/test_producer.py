@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +22,7 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 from sqlalchemy import func, select
 
+from hub import db
 from hub.app import create_app
 from hub.context import Hub, build_hub
 from hub.contract.names import ENDPOINT_PATH, RESPONDER_NS, SOAP11_ENV_NS
@@ -362,6 +365,59 @@ def test_database_down_is_a_server_fault_without_details(
     code, text = fault(answer)
     assert (status, code) == (500, "Server")
     assert pnr not in text and "Traceback" not in text and "sqlite" not in text.lower()
+
+
+class _SilentServer:
+    """A TCP server that accepts connections and never says a word: a database host that hangs."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self.accepted.append(self.listener.accept()[0])
+            except OSError:
+                return  # closed
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.accepted:
+            connection.close()
+
+
+def test_a_database_host_that_never_answers_gives_a_server_fault_in_bounded_time(
+    settings: Any, make_pnr: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not settings.is_sqlite:
+        pytest.skip("the silent host stands in for PostgreSQL itself; once is enough")
+    monkeypatch.setattr(db, "CONNECT_TIMEOUT_SECONDS", 1)
+    silent = _SilentServer()
+    answers: list[tuple[int, etree._Element]] = []
+    try:
+        hung = build_hub(
+            settings.with_overrides(
+                database_url=f"postgresql+psycopg2://postgres@127.0.0.1:{silent.port}/hub"
+            )
+        )
+        call = threading.Thread(
+            target=lambda: answers.append(
+                post(create_app(hung).test_client(), envelope("14", make_pnr()))
+            ),
+            daemon=True,
+        )
+        call.start()
+        # Without a connect timeout the call waits for an answer that never comes.
+        call.join(30)
+        assert answers, "the call still waits for the database host"
+    finally:
+        silent.close()  # lets a hung call end, so a failing run does not leave it behind
+    status, answer = answers[0]
+    assert (status, fault(answer)[0]) == (500, "Server")
+    hung.close()
 
 
 def test_after_the_database_dropped_every_connection_calls_and_resends_are_answered_ok(
