@@ -49,6 +49,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 # Seconds to wait for PostgreSQL to accept a connection (libpq's connect_timeout).
 CONNECT_TIMEOUT_SECONDS = 5
+# Milliseconds data sent to PostgreSQL may go unacknowledged before the connection is given up
+# (libpq's tcp_user_timeout): with the connect timeout, a batch caught in a partition fails
+# within COMMIT_WAIT_SECONDS (hub.groupcommit) rather than after TCP's quarter of an hour.
+TCP_USER_TIMEOUT_MS = 10_000
 
 
 def _make_engine(url: str, **kwargs: Any) -> Engine:
@@ -65,13 +69,12 @@ def _make_engine(url: str, **kwargs: Any) -> Engine:
     # own connection (hub.groupcommit, which retries a lost one itself); only resends, the worker
     # and the CLI check connections out of this pool.
     # A database host that does not answer (a network fault, a failover in progress) fails a
-    # connection attempt after CONNECT_TIMEOUT_SECONDS instead of holding the call for the minutes
-    # TCP would wait. ``?connect_timeout=`` in the URL wins.
-    connect_args = (
-        {}
-        if "connect_timeout" in make_url(url).query
-        else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
-    )
+    # connection attempt after CONNECT_TIMEOUT_SECONDS, and a statement or ping whose packets go
+    # unacknowledged (a partition, a host gone in a failover) fails after TCP_USER_TIMEOUT_MS,
+    # instead of the minutes TCP would wait. The URL's own parameters win.
+    defaults = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "tcp_user_timeout": TCP_USER_TIMEOUT_MS}
+    query = make_url(url).query
+    connect_args = {name: value for name, value in defaults.items() if name not in query}
     return create_engine(
         url,
         pool_size=10,

@@ -17,11 +17,12 @@ from sqlalchemy import func, select
 
 from hub import groupcommit
 from hub.context import Hub
-from hub.db import region_schema_name
-from hub.groupcommit import GroupCommit, StoreError
+from hub.db import Database, region_schema_name
+from hub.groupcommit import COMMIT_WAIT_SECONDS, GroupCommit, StoreError
 from hub.tables import messages
 from hub.tenancy.registry import Region
 from tests.conftest import end_database_sessions
+from tests.netns import cuttable_link_to, netns_problem
 
 
 def _row(lan: str, content_hash: str | None = None, **changes: Any) -> dict[str, Any]:
@@ -589,6 +590,43 @@ def test_a_batch_held_up_by_a_lock_is_cancelled_in_time_and_not_retried_row_by_r
     assert writer._raw is connection
     assert _count(hub, a.lan_code) == 1
     writer.close()
+
+
+def test_a_batch_caught_in_a_network_partition_fails_within_seconds(
+    hub: Hub, settings: Any, add_region: Callable[..., Region]
+) -> None:
+    if settings.is_sqlite:
+        pytest.skip("a network partition is a PostgreSQL matter (SQLite opens a file)")
+    if problem := netns_problem():
+        pytest.skip(problem)
+    region = add_region("14", "SE2321000131", "VGR")
+    with cuttable_link_to(("127.0.0.1", 5432)) as link:
+        across = settings.database_url.replace("127.0.0.1:5432", f"{link.host}:{link.port}")
+        assert across != settings.database_url
+        db = Database(settings.with_overrides(database_url=across))
+        writer = GroupCommit(db)
+        assert writer.insert(region.lan_code, _row(region.lan_code)) is True
+        # The database host vanishes in the middle of the next batch: no reset, no error.
+        link.cut()
+        outcome: list[Any] = []
+
+        def call() -> None:
+            try:
+                outcome.append(writer.insert(region.lan_code, _row(region.lan_code)))
+            except Exception as exc:  # what the call got
+                outcome.append(exc)
+
+        caught = threading.Thread(target=call, daemon=True)
+        caught.start()
+        # TCP alone would retransmit for about 15 minutes. The statement's unacknowledged data
+        # ends it after hub.db.TCP_USER_TIMEOUT_MS, a new connection after its connect timeout.
+        caught.join(COMMIT_WAIT_SECONDS + 5)
+        link.heal()
+        assert outcome, "the call is still waiting for a database it cannot reach"
+        assert isinstance(outcome[0], StoreError), outcome
+        assert writer._raw is None  # the dead connection is not kept
+        db.dispose()
+    assert _count(hub, region.lan_code) == 1
 
 
 def test_the_writer_hands_its_connection_back_transactional(
