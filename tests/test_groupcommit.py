@@ -486,75 +486,76 @@ def test_many_threads_with_resends_among_them_each_get_their_own_answer(
     assert _count(hub, a.lan_code) == 60 and _count(hub, b.lan_code) == 60
 
 
-def test_a_call_on_a_lost_database_connection_is_written_on_a_new_one(
-    hub: Hub, settings: Any, add_region: Callable[..., Region]
-) -> None:
+@pytest.fixture
+def pg_region(settings: Any, add_region: Callable[..., Region]) -> Region:
+    """Region 14, on PostgreSQL only: what a server connection does, SQLite (a file) never does."""
     if settings.is_sqlite:
-        pytest.skip("a lost server connection is a PostgreSQL matter (SQLite opens a file)")
-    region = add_region("14", "SE2321000131", "VGR")
-    assert hub.inbound.insert(region.lan_code, _row(region.lan_code)) is True
+        pytest.skip("a server connection's failures are PostgreSQL's (SQLite opens a file)")
+    return add_region("14", "SE2321000131", "VGR")
+
+
+def test_a_call_on_a_lost_database_connection_is_written_on_a_new_one(
+    hub: Hub, settings: Any, pg_region: Region
+) -> None:
+    assert hub.inbound.insert(pg_region.lan_code, _row(pg_region.lan_code)) is True
     # The writer's own connection dies while idle, as in a database restart or failover.
     end_database_sessions(settings.database_url)
     # The call that finds it dead is not failed: its batch is written again on a new connection.
-    assert hub.inbound.insert(region.lan_code, _row(region.lan_code)) is True
-    assert hub.inbound.insert(region.lan_code, _row(region.lan_code)) is True
-    assert _count(hub, region.lan_code) == 3
+    assert hub.inbound.insert(pg_region.lan_code, _row(pg_region.lan_code)) is True
+    assert hub.inbound.insert(pg_region.lan_code, _row(pg_region.lan_code)) is True
+    assert _count(hub, pg_region.lan_code) == 3
+
+
+def _lose_connections(
+    monkeypatch: pytest.MonkeyPatch, *, times: int | None, after_commit: bool
+) -> list[int]:
+    """Make the writer's first ``times`` statements (None: all) break their connection.
+
+    With ``after_commit`` the statement commits first and the answer is what is lost. Returns
+    the list of broken statements, each as how many rows it had stored.
+    """
+    import psycopg2
+
+    real = GroupCommit._insert_postgresql
+    broken: list[int] = []
+
+    def insert(self: GroupCommit, cursor: Any, shares: Any) -> Any:
+        if times is not None and len(broken) >= times:
+            return real(self, cursor, shares)
+        new = real(self, cursor, shares) if after_commit else [set()]
+        broken.append(len(new[0]))
+        cursor.connection.close()
+        raise psycopg2.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(GroupCommit, "_insert_postgresql", insert)
+    return broken
 
 
 def test_a_batch_whose_commit_was_lost_with_its_connection_is_stored_once(
-    hub: Hub, settings: Any, add_region: Callable[..., Region], monkeypatch: pytest.MonkeyPatch
+    hub: Hub, pg_region: Region, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if settings.is_sqlite:
-        pytest.skip("a lost server connection is a PostgreSQL matter (SQLite opens a file)")
-    import psycopg2
-
-    region = add_region("14", "SE2321000131", "VGR")
     writer = GroupCommit(hub.db)
-    real = GroupCommit._insert_postgresql
-    lost: list[int] = []
-
-    def commit_then_lose_the_connection(self: GroupCommit, cursor: Any, shares: Any) -> Any:
-        # The statement commits, then the connection breaks before its answer is read.
-        new = real(self, cursor, shares)
-        if not lost:
-            lost.append(len(new[0]))
-            cursor.connection.close()
-            raise psycopg2.OperationalError("server closed the connection unexpectedly")
-        return new
-
-    monkeypatch.setattr(GroupCommit, "_insert_postgresql", commit_then_lose_the_connection)
-    row = _row(region.lan_code)
+    broken = _lose_connections(monkeypatch, times=1, after_commit=True)
+    row = _row(pg_region.lan_code)
     # Written again on a new connection, the row is already there: the call hears "stored
     # before", and its caller answers with the stored answer (hub.messages), never a fault.
-    assert writer.insert(region.lan_code, row) is False
-    assert lost == [1]
-    assert _count(hub, region.lan_code) == 1
-    with hub.db.region(region.lan_code).connect() as connection:
+    assert writer.insert(pg_region.lan_code, row) is False
+    assert broken == [1]
+    assert _count(hub, pg_region.lan_code) == 1
+    with hub.db.region(pg_region.lan_code).connect() as connection:
         stored_id = connection.execute(select(messages.c.id)).scalar_one()
     assert stored_id == row["id"]  # the answer names the message this very call stored
     writer.close()
 
 
 def test_a_database_that_stays_down_fails_the_call_after_one_more_try(
-    hub: Hub, settings: Any, add_region: Callable[..., Region], monkeypatch: pytest.MonkeyPatch
+    hub: Hub, pg_region: Region, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if settings.is_sqlite:
-        pytest.skip("a lost server connection is a PostgreSQL matter (SQLite opens a file)")
-    import psycopg2
-
-    region = add_region("14", "SE2321000131", "VGR")
     writer = GroupCommit(hub.db)
-    tries: list[int] = []
-
-    def always_lost(self: GroupCommit, cursor: Any, shares: Any) -> Any:
-        tries.append(1)
-        cursor.connection.close()
-        raise psycopg2.OperationalError("server closed the connection unexpectedly")
-
-    monkeypatch.setattr(GroupCommit, "_insert_postgresql", always_lost)
-    row = _row(region.lan_code)
+    tries = _lose_connections(monkeypatch, times=None, after_commit=False)
+    row = _row(pg_region.lan_code)
     with pytest.raises(StoreError, match="OperationalError") as raised:
-        writer.insert(region.lan_code, row)
+        writer.insert(pg_region.lan_code, row)
     assert row["pnr_hash"] not in str(raised.value)
     assert len(tries) == 2  # once, and once more on a new connection: no endless retrying
     assert writer._raw is None  # nothing dead is kept for the next batch
@@ -562,21 +563,18 @@ def test_a_database_that_stays_down_fails_the_call_after_one_more_try(
 
 
 def test_a_batch_held_up_by_a_lock_is_cancelled_in_time_and_not_retried_row_by_row(
-    hub: Hub, settings: Any, regions_ab: tuple[Region, Region]
+    hub: Hub, settings: Any, pg_region: Region
 ) -> None:
-    if settings.is_sqlite:
-        pytest.skip("a statement timeout is PostgreSQL's (SQLite waits its busy timeout)")
     import psycopg2
 
-    a, _ = regions_ab
     writer = _Gate(hub.db)
     writer.statement_timeout_ms = 300
     # Someone holds the table (a migration, say) for longer than any call may wait.
     locker = psycopg2.connect(settings.database_url.replace("postgresql+psycopg2", "postgresql"))
     try:
         with locker.cursor() as cursor:
-            cursor.execute(f"LOCK TABLE {region_schema_name(a.lan_code)}.messages")
-        results = _insert_together(writer, [_row(a.lan_code) for _ in range(3)])
+            cursor.execute(f"LOCK TABLE {region_schema_name(pg_region.lan_code)}.messages")
+        results = _insert_together(writer, [_row(pg_region.lan_code) for _ in range(3)])
     finally:
         locker.rollback()
         locker.close()
@@ -586,33 +584,30 @@ def test_a_batch_held_up_by_a_lock_is_cancelled_in_time_and_not_retried_row_by_r
     assert writer.batches == [1, 2]
     # A cancelled statement leaves the connection usable: once the lock is gone, calls are stored.
     connection = writer._raw
-    assert writer.insert(a.lan_code, _row(a.lan_code)) is True
+    assert writer.insert(pg_region.lan_code, _row(pg_region.lan_code)) is True
     assert writer._raw is connection
-    assert _count(hub, a.lan_code) == 1
+    assert _count(hub, pg_region.lan_code) == 1
     writer.close()
 
 
 def test_a_batch_caught_in_a_network_partition_fails_within_seconds(
-    hub: Hub, settings: Any, add_region: Callable[..., Region]
+    hub: Hub, settings: Any, pg_region: Region
 ) -> None:
-    if settings.is_sqlite:
-        pytest.skip("a network partition is a PostgreSQL matter (SQLite opens a file)")
     if problem := netns_problem():
         pytest.skip(problem)
-    region = add_region("14", "SE2321000131", "VGR")
     with cuttable_link_to(("127.0.0.1", 5432)) as link:
         across = settings.database_url.replace("127.0.0.1:5432", f"{link.host}:{link.port}")
         assert across != settings.database_url
         db = Database(settings.with_overrides(database_url=across))
         writer = GroupCommit(db)
-        assert writer.insert(region.lan_code, _row(region.lan_code)) is True
+        assert writer.insert(pg_region.lan_code, _row(pg_region.lan_code)) is True
         # The database host vanishes in the middle of the next batch: no reset, no error.
         link.cut()
         outcome: list[Any] = []
 
         def call() -> None:
             try:
-                outcome.append(writer.insert(region.lan_code, _row(region.lan_code)))
+                outcome.append(writer.insert(pg_region.lan_code, _row(pg_region.lan_code)))
             except Exception as exc:  # what the call got
                 outcome.append(exc)
 
@@ -626,17 +621,13 @@ def test_a_batch_caught_in_a_network_partition_fails_within_seconds(
         assert isinstance(outcome[0], StoreError), outcome
         assert writer._raw is None  # the dead connection is not kept
         db.dispose()
-    assert _count(hub, region.lan_code) == 1
+    assert _count(hub, pg_region.lan_code) == 1
 
 
-def test_the_writer_hands_its_connection_back_transactional(
-    hub: Hub, settings: Any, add_region: Callable[..., Region]
-) -> None:
-    if settings.is_sqlite:
-        pytest.skip("the group commit keeps a connection of its own on PostgreSQL only")
-    region = add_region("14", "SE2321000131", "VGR")
+def test_the_writer_hands_its_connection_back_transactional(hub: Hub, pg_region: Region) -> None:
+    # The group commit keeps a connection of its own on PostgreSQL only.
     writer = GroupCommit(hub.db)
-    assert writer.insert(region.lan_code, _row(region.lan_code)) is True
+    assert writer.insert(pg_region.lan_code, _row(pg_region.lan_code)) is True
     assert writer._raw is not None
     dbapi = writer._raw.dbapi_connection
     assert dbapi is not None and dbapi.autocommit  # one statement per batch, no BEGIN/COMMIT
