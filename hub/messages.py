@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from lxml import etree
 from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import DBAPIError
 
 from hub.context import Hub
 from hub.contract.model import CervixScreeningInformation
@@ -178,6 +179,23 @@ def message_row(
     }
 
 
+def _first_answer(hub: Hub, lan_code: str, content_hash: str) -> Any:
+    """The stored message with this content hash (id, result code and text), or None."""
+    query = select(messages.c.id, messages.c.result_code, messages.c.result_text).where(
+        messages.c.content_hash == content_hash
+    )
+    try:
+        with hub.db.region(lan_code).connect() as connection:
+            return connection.execute(query).first()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    # The connection was lost during the query (a restart, a failover) and the pool has dropped
+    # it: a read is safe to run again, once, on another. A second loss is a fault.
+    with hub.db.region(lan_code).connect() as connection:
+        return connection.execute(query).first()
+
+
 def _store(
     hub: Hub,
     lan_code: str,
@@ -208,12 +226,7 @@ def _store(
     # records who sent it and when, so receiving needs no access-log line.
     if not hub.inbound.insert(lan_code, row):
         # The unique content hash caught a resend (possibly a concurrent one): answer as before.
-        with hub.db.region(lan_code).connect() as connection:
-            first = connection.execute(
-                select(messages.c.id, messages.c.result_code, messages.c.result_text).where(
-                    messages.c.content_hash == content_hash
-                )
-            ).first()
+        first = _first_answer(hub, lan_code, content_hash)
         if first is None:
             raise RuntimeError("a stored message with this content hash vanished")
         log.info("region %s: resend of message %s answered again", lan_code, first.id)

@@ -52,13 +52,16 @@ def _pg_available() -> str | None:
     return None
 
 
-def end_database_sessions(database_url: str) -> None:
-    """End every session of a PostgreSQL test database: a restart or failover, as clients see it."""
+def end_database_sessions(database_url: str, only: int | None = None) -> None:
+    """End every session of a PostgreSQL test database (a restart or failover, as clients see
+    it), or ``only`` the one with that backend pid."""
     conn = _pg_connect(database_url.rsplit("/", 1)[-1])
     with conn.cursor() as cur:
         cur.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND (%(only)s::int IS NULL OR pid = %(only)s::int)",
+            {"only": only},
         )
     conn.close()
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from lxml import etree
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from hub import db
 from hub.app import create_app
@@ -441,6 +441,37 @@ def test_after_the_database_dropped_every_connection_calls_and_resends_are_answe
         status, answer = post(client, body)
         assert (status, result(answer)) == (200, ("OK", None))
     assert count(hub, "14") == 2
+
+
+def test_a_resend_whose_lookup_loses_its_connection_midway_is_answered_ok(
+    settings: Any,
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[Region, Region],
+    make_pnr: Callable[[], str],
+) -> None:
+    if settings.is_sqlite:
+        pytest.skip("dropped server connections are a PostgreSQL matter (SQLite opens a file)")
+    body = envelope("14", make_pnr())
+    status, answer = post(client, body)
+    assert (status, result(answer)) == (200, ("OK", None))
+    ended: list[int] = []
+
+    def end_the_session_midway(connection: Any, cursor: Any, statement: str, *_: Any) -> None:
+        # The resend's lookup of the stored answer: its session ends as the query goes out.
+        if "content_hash" in statement and not ended:
+            ended.append(cursor.connection.get_backend_pid())
+            end_database_sessions(settings.database_url, only=ended[0])
+
+    engine = hub.db.region("14").engine
+    event.listen(engine, "before_cursor_execute", end_the_session_midway)
+    try:
+        status, answer = post(client, body)
+    finally:
+        event.remove(engine, "before_cursor_execute", end_the_session_midway)
+    assert ended, "the lookup did not run"
+    assert (status, result(answer)) == (200, ("OK", None))
+    assert count(hub, "14") == 1
 
 
 def _cert_pem(hsa_id: str) -> str:
