@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
 import socket
 import statistics
@@ -11,8 +12,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -131,6 +133,8 @@ class Server:
             stdout=out,
             stderr=out,
         )
+        if not isinstance(out, int):
+            out.close()  # the child holds its own copy
         self.peak_rss = 0
         self._stop = threading.Event()
         deadline = time.monotonic() + 60
@@ -171,6 +175,8 @@ class LoadResult:
     failures: int
     seconds: float
     latencies: list[float]
+    # What the failed calls got: "HTTP 500 Server" (the SOAP faultcode), "HTTP 200", ...
+    failed_as: Counter[str] = field(default_factory=Counter)
 
     def __add__(self, other: LoadResult) -> LoadResult:
         """Two runs (rounds) of the same app taken together."""
@@ -179,6 +185,7 @@ class LoadResult:
             self.failures + other.failures,
             self.seconds + other.seconds,
             self.latencies + other.latencies,
+            self.failed_as + other.failed_as,
         )
 
     @property
@@ -204,7 +211,7 @@ def run_load(
     lock = threading.Lock()
     position = iter(range(len(bodies)))
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
-    failures = [0] * concurrency
+    failed_as: list[Counter[str]] = [Counter() for _ in range(concurrency)]
 
     def worker(slot: int) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -220,7 +227,7 @@ def run_load(
             data = response.read()
             latencies[slot].append(time.perf_counter() - started)
             if response.status != 200 or expect not in data:
-                failures[slot] += 1
+                failed_as[slot][_answer_kind(response.status, data)] += 1
         connection.close()
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
@@ -231,4 +238,14 @@ def run_load(
         thread.join()
     seconds = time.perf_counter() - started
     flat = [x for chunk in latencies for x in chunk]
-    return LoadResult(len(flat), sum(failures), seconds, flat)
+    kinds = sum(failed_as, Counter())
+    return LoadResult(len(flat), sum(kinds.values()), seconds, flat, kinds)
+
+
+_FAULTCODE = re.compile(rb"<faultcode>(?:[^<:]*:)?([^<]*)</faultcode>")
+
+
+def _answer_kind(status: int, data: bytes) -> str:
+    # A SOAP fault is told by its faultcode (Server: try again; Client: the request is wrong).
+    fault = _FAULTCODE.search(data)
+    return f"HTTP {status} {fault.group(1).decode(errors='replace')}" if fault else f"HTTP {status}"
