@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from hub.config import Settings
 from hub.tables import HUB_SCHEMA, REGION_SCHEMA
+
+T = TypeVar("T")
 
 LAN_RE = re.compile(r"^[0-9]{2}$")
 
@@ -84,6 +88,23 @@ def _make_engine(url: str, **kwargs: Any) -> Engine:
         connect_args=connect_args,
         **kwargs,
     )
+
+
+def read_once_more_if_lost(engine: Engine, read: Callable[[Connection], T]) -> T:
+    """Run ``read`` on a pooled connection; should the connection be lost midway, once more.
+
+    Pre-ping only checks a connection before it is lent: one lost during the query (a database
+    restart or failover) fails it, and SQLAlchemy drops it from the pool. For reads only: a write
+    may have committed before its connection was lost. A second loss is raised.
+    """
+    try:
+        with engine.connect() as connection:
+            return read(connection)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    with engine.connect() as connection:
+        return read(connection)
 
 
 class Database:

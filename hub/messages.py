@@ -15,13 +15,13 @@ from typing import Any
 import orjson
 from lxml import etree
 from sqlalchemy import Connection, insert, select
-from sqlalchemy.exc import DBAPIError
 
 from hub.context import Hub
 from hub.contract.model import CervixScreeningInformation
 from hub.contract.names import PAYLOAD_TAG
 from hub.contract.personnummer import mask
 from hub.contract.validate import swedish_today, validate_request
+from hub.db import read_once_more_if_lost
 from hub.tables import access_log, messages
 from hub.tenancy.keys import RegionCipher
 
@@ -32,8 +32,9 @@ def region_cipher(hub: Hub, lan_code: str) -> RegionCipher:
     """The region's cipher; opens a hub connection only the first time in this process."""
     cipher = hub.keys.cached(lan_code)
     if cipher is None:
-        with hub.db.hub.connect() as connection:
-            cipher = hub.keys.cipher(connection, lan_code)
+        cipher = read_once_more_if_lost(
+            hub.db.hub, lambda connection: hub.keys.cipher(connection, lan_code)
+        )
     return cipher
 
 
@@ -184,16 +185,9 @@ def _first_answer(hub: Hub, lan_code: str, content_hash: str) -> Any:
     query = select(messages.c.id, messages.c.result_code, messages.c.result_text).where(
         messages.c.content_hash == content_hash
     )
-    try:
-        with hub.db.region(lan_code).connect() as connection:
-            return connection.execute(query).first()
-    except DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-    # The connection was lost during the query (a restart, a failover) and the pool has dropped
-    # it: a read is safe to run again, once, on another. A second loss is a fault.
-    with hub.db.region(lan_code).connect() as connection:
-        return connection.execute(query).first()
+    return read_once_more_if_lost(
+        hub.db.region(lan_code), lambda connection: connection.execute(query).first()
+    )
 
 
 def _store(

@@ -12,12 +12,14 @@ import os
 import random
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg2
 import pytest
+from sqlalchemy import Engine, event
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from hub.app import create_app
@@ -66,6 +68,26 @@ def end_database_sessions(database_url: str, only: int | None = None) -> None:
     conn.close()
 
 
+@contextmanager
+def sessions_ended_midway(
+    engine: Engine, database_url: str, marker: str, times: int = 1
+) -> Iterator[list[int]]:
+    """End the session of each of the next ``times`` queries containing ``marker``, as the query
+    goes out: a connection lost in the middle of a query. Yields the ended backend pids."""
+    ended: list[int] = []
+
+    def end(connection: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if marker in statement and len(ended) < times:
+            ended.append(cursor.connection.get_backend_pid())
+            end_database_sessions(database_url, only=ended[-1])
+
+    event.listen(engine, "before_cursor_execute", end)
+    try:
+        yield ended
+    finally:
+        event.remove(engine, "before_cursor_execute", end)
+
+
 @pytest.fixture(scope="session")
 def pg_problem() -> str | None:
     """Why PostgreSQL cannot be used, or None."""
@@ -106,6 +128,13 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
             "AGENTHUB_DATABASE_URL": database_url,
         }
     )
+
+
+@pytest.fixture
+def postgresql_only(settings: Settings) -> None:
+    """Skip the SQLite half: lost, ended or cut server connections happen to PostgreSQL only."""
+    if settings.is_sqlite:
+        pytest.skip("server connections are PostgreSQL's (SQLite opens a file)")
 
 
 @pytest.fixture

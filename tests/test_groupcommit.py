@@ -487,10 +487,8 @@ def test_many_threads_with_resends_among_them_each_get_their_own_answer(
 
 
 @pytest.fixture
-def pg_region(settings: Any, add_region: Callable[..., Region]) -> Region:
+def pg_region(postgresql_only: None, add_region: Callable[..., Region]) -> Region:
     """Region 14, on PostgreSQL only: what a server connection does, SQLite (a file) never does."""
-    if settings.is_sqlite:
-        pytest.skip("a server connection's failures are PostgreSQL's (SQLite opens a file)")
     return add_region("14", "SE2321000131", "VGR")
 
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from lxml import etree
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from hub import db
 from hub.app import create_app
@@ -31,7 +31,7 @@ from hub.contract.serialise import build_request_envelope
 from hub.messages import list_messages, read_body, region_cipher
 from hub.tables import access_log, messages
 from hub.tenancy.registry import Region
-from tests.conftest import end_database_sessions
+from tests.conftest import end_database_sessions, sessions_ended_midway
 
 LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}
 
@@ -426,9 +426,8 @@ def test_after_the_database_dropped_every_connection_calls_and_resends_are_answe
     client: Any,
     regions_ab: tuple[Region, Region],
     make_pnr: Callable[[], str],
+    postgresql_only: None,
 ) -> None:
-    if settings.is_sqlite:
-        pytest.skip("dropped server connections are a PostgreSQL matter (SQLite opens a file)")
     first = envelope("14", make_pnr())
     for _ in range(2):  # the resend leaves a connection idle in the pool, as traffic does
         assert result(post(client, first)[1]) == ("OK", None)
@@ -449,26 +448,15 @@ def test_a_resend_whose_lookup_loses_its_connection_midway_is_answered_ok(
     client: Any,
     regions_ab: tuple[Region, Region],
     make_pnr: Callable[[], str],
+    postgresql_only: None,
 ) -> None:
-    if settings.is_sqlite:
-        pytest.skip("dropped server connections are a PostgreSQL matter (SQLite opens a file)")
     body = envelope("14", make_pnr())
     status, answer = post(client, body)
     assert (status, result(answer)) == (200, ("OK", None))
-    ended: list[int] = []
-
-    def end_the_session_midway(connection: Any, cursor: Any, statement: str, *_: Any) -> None:
-        # The resend's lookup of the stored answer: its session ends as the query goes out.
-        if "content_hash" in statement and not ended:
-            ended.append(cursor.connection.get_backend_pid())
-            end_database_sessions(settings.database_url, only=ended[0])
-
+    # The resend's lookup of the stored answer: its session ends as the query goes out.
     engine = hub.db.region("14").engine
-    event.listen(engine, "before_cursor_execute", end_the_session_midway)
-    try:
+    with sessions_ended_midway(engine, settings.database_url, "content_hash") as ended:
         status, answer = post(client, body)
-    finally:
-        event.remove(engine, "before_cursor_execute", end_the_session_midway)
     assert ended, "the lookup did not run"
     assert (status, result(answer)) == (200, ("OK", None))
     assert count(hub, "14") == 1

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from datetime import date
 
-from hub.db import LAN_RE, Database
+from hub.db import LAN_RE, Database, read_once_more_if_lost
 from hub.tenancy.registry import Region, get_region
 
 # Registry changes reach every node within this many seconds without a query per call.
@@ -36,8 +36,9 @@ class Router:
             hit = self._cache.get(lan_code)
         if hit is not None and now - hit[0] < CACHE_SECONDS:
             return hit[1]
-        with self._db.hub.connect() as connection:
-            region = get_region(connection, lan_code)
+        region = read_once_more_if_lost(
+            self._db.hub, lambda connection: get_region(connection, lan_code)
+        )
         with self._lock:
             self._cache[lan_code] = (now, region)
         return region
