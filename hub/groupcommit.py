@@ -83,12 +83,9 @@ def _without_values(exc: BaseException) -> BaseException:
     # PostgreSQL's own text may quote the row ("DETAIL: Failing row contains (...)"), and the
     # statement's parameters are its personal data: keep only the first line of the server's
     # message, and break the chain so no traceback carries the original either.
-    if isinstance(exc, DBAPIError):
-        origin: BaseException = exc.orig if exc.orig is not None else exc
-    elif isinstance(exc, psycopg2.Error):
-        origin = exc
-    else:
+    if not isinstance(exc, (DBAPIError, psycopg2.Error)):
         return exc
+    origin = _driver_error(exc)
     first_line = (str(origin).strip().splitlines() or [""])[0]
     return StoreError(f"{type(origin).__name__}: {first_line}")
 
@@ -323,31 +320,29 @@ class GroupCommit:
         try:
             settles = self._transaction(by_region)
         except Exception as exc:
-            if _not_about_a_row(exc):
-                # The database itself failed (down, timed out, locked): trying each region and
-                # each row alone would only repeat the wait, once per row, while calls time out.
-                error = _without_values(exc)
-                for items in by_region.values():
-                    for item in items:
-                        item.error = error
-                        self._finish(item)
-                return
-            if len(by_region) > 1:
+            # Split only over a row's values: when the database itself failed (down, timed out,
+            # locked), trying each region and each row alone would only repeat the wait, once
+            # per row, while calls time out.
+            split = not _database_failed(exc)
+            if split and len(by_region) > 1:
                 for lan_code, items in by_region.items():
                     self._write({lan_code: items})
                 return
-            ((lan_code, items),) = by_region.items()
-            if len(items) > 1:
+            if split and len(next(iter(by_region.values()))) > 1:
                 # One bad row must not fail the others: each is tried in a transaction of its own.
+                ((lan_code, items),) = by_region.items()
                 log.warning(
                     "region %s: batch of %d failed; writing one by one", lan_code, len(items)
                 )
                 for item in items:
                     self._write({lan_code: [item]})
                 return
-            # It travels to the request thread, which logs it: no values in a log.
-            items[0].error = _without_values(exc)
-            self._finish(items[0])
+            # It travels to the request threads, which log it: no values in a log.
+            error = _without_values(exc)
+            for items in by_region.values():
+                for item in items:
+                    item.error = error
+                    self._finish(item)
             return
         for settle in settles:
             settle()
@@ -489,10 +484,16 @@ class GroupCommit:
         return new
 
 
-def _not_about_a_row(exc: BaseException) -> bool:
+def _driver_error(exc: BaseException) -> BaseException:
+    """The driver's own exception inside SQLAlchemy's wrapper (or ``exc`` itself)."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return exc.orig
+    return exc
+
+
+def _database_failed(exc: BaseException) -> bool:
     """True when the database failed as such (lost, timed out, locked), not over a row's values."""
-    if isinstance(exc, DBAPIError):
-        exc = exc.orig if exc.orig is not None else exc
+    exc = _driver_error(exc)
     # psycopg2's QueryCanceledError (statement timeout) and a lost connection are both
     # OperationalErrors, as are SQLite's "database is locked" and disk errors.
     return isinstance(exc, (psycopg2.OperationalError, sqlite3.OperationalError))
