@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -86,6 +87,35 @@ def sessions_ended_midway(
         yield ended
     finally:
         event.remove(engine, "before_cursor_execute", end)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[tuple[str, int]]:
+    """A TCP port that accepts connections and never says anything (a hung server)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    try:
+        yield listener.getsockname()
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -471,35 +469,6 @@ def test_sftp_server_down_is_transient_and_quick(sftp_server: SftpServer) -> Non
     # Back up: the same kind of drop works again.
     with sftp_drop(sftp_server, base) as drop:
         drop.check()
-
-
-@pytest.fixture
-def silent_server() -> Iterator[tuple[str, int]]:
-    """A TCP port that accepts connections and never says anything (a hung server)."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept)
-    thread.start()
-    try:
-        yield listener.getsockname()
-    finally:
-        stop.set()
-        thread.join()
-        for conn in accepted:
-            conn.close()
-        listener.close()
 
 
 def test_sftp_hung_server_times_out_as_transient(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -367,54 +366,31 @@ def test_database_down_is_a_server_fault_without_details(
     assert pnr not in text and "Traceback" not in text and "sqlite" not in text.lower()
 
 
-class _SilentServer:
-    """A TCP server that accepts connections and never says a word: a database host that hangs."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                self.accepted.append(self.listener.accept()[0])
-            except OSError:
-                return  # closed
-
-    def close(self) -> None:
-        self.listener.close()
-        for connection in self.accepted:
-            connection.close()
-
-
 def test_a_database_host_that_never_answers_gives_a_server_fault_in_bounded_time(
-    settings: Any, make_pnr: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+    settings: Any,
+    make_pnr: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+    silent_server: tuple[str, int],
 ) -> None:
     if not settings.is_sqlite:
         pytest.skip("the silent host stands in for PostgreSQL itself; once is enough")
     monkeypatch.setattr(db, "CONNECT_TIMEOUT_SECONDS", 1)
-    silent = _SilentServer()
+    host, port = silent_server
     answers: list[tuple[int, etree._Element]] = []
-    try:
-        hung = build_hub(
-            settings.with_overrides(
-                database_url=f"postgresql+psycopg2://postgres@127.0.0.1:{silent.port}/hub"
-            )
-        )
-        call = threading.Thread(
-            target=lambda: answers.append(
-                post(create_app(hung).test_client(), envelope("14", make_pnr()))
-            ),
-            daemon=True,
-        )
-        call.start()
-        # Without a connect timeout the call waits for an answer that never comes.
-        call.join(30)
-        assert answers, "the call still waits for the database host"
-    finally:
-        silent.close()  # lets a hung call end, so a failing run does not leave it behind
+    hung = build_hub(
+        settings.with_overrides(database_url=f"postgresql+psycopg2://postgres@{host}:{port}/hub")
+    )
+    # A daemon thread: should the call hang, the fixture's closing its sockets at teardown ends it.
+    call = threading.Thread(
+        target=lambda: answers.append(
+            post(create_app(hung).test_client(), envelope("14", make_pnr()))
+        ),
+        daemon=True,
+    )
+    call.start()
+    # Without a connect timeout the call waits for an answer that never comes.
+    call.join(30)
+    assert answers, "the call still waits for the database host"
     status, answer = answers[0]
     assert (status, fault(answer)[0]) == (500, "Server")
     hung.close()

@@ -20,14 +20,11 @@ import pytest
 from sqlalchemy import func, select
 
 from bench.common import Server, run_load
-from bench.inbound import make_bodies
+from bench.inbound import REGIONS, make_bodies  # the bodies go to these three regions
 from hub.context import Hub
 from hub.contract.names import ENDPOINT_PATH
 from hub.tables import messages
 from tests.conftest import end_database_sessions
-
-REGIONS = [("01", "SE2321000016", "Region Stockholm"), ("14", "SE2321000131", "VGR"),
-           ("12", "SE2321000255", "Region Skåne")]  # fmt: skip
 
 
 @pytest.mark.slow
