@@ -16,6 +16,13 @@ from typing import Any
 
 ENVIRONMENTS = ("dev", "test", "sit", "qa", "prod")
 
+# The web process under gunicorn, for ``agenthub serve`` and deploy/gunicorn.conf.py alike.
+WEB_WORKERS = 4
+WEB_THREADS = 8
+# The platform abandons a producer call after 29 s; gunicorn abandons a request a second before.
+WEB_REQUEST_TIMEOUT_SECONDS = 28
+WEB_KEEPALIVE_SECONDS = 30
+
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""

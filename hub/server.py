@@ -6,18 +6,18 @@ import logging
 from typing import Any
 
 from hub.app import serving_app
-from hub.config import Settings, load_settings
+from hub.config import (
+    WEB_KEEPALIVE_SECONDS,
+    WEB_REQUEST_TIMEOUT_SECONDS,
+    WEB_THREADS,
+    WEB_WORKERS,
+    Settings,
+    load_settings,
+)
 from hub.context import build_hub
 from hub.migrate import upgrade_all
 
 log = logging.getLogger(__name__)
-
-
-# Outside dev/test, ``agenthub serve`` without ``--workers`` runs as many gunicorn workers as
-# deploy/gunicorn.conf.py does.
-DEFAULT_WORKERS = 4
-# The platform abandons a producer call after 29 s; gunicorn abandons a request a second before.
-REQUEST_TIMEOUT_SECONDS = 28
 
 
 class ServeError(Exception):
@@ -31,13 +31,13 @@ def choose_workers(settings: Settings, requested: int | None) -> int:
     ``agenthub serve`` runs gunicorn, and asking for the development server there is refused.
     """
     if requested is None:
-        return 0 if settings.is_dev else DEFAULT_WORKERS
+        return 0 if settings.is_dev else WEB_WORKERS
     if requested < 0:
         raise ServeError("--workers must be 0 (development server) or more")
     if requested == 0 and not settings.is_dev:
         raise ServeError(
             f"the single-process development server is for AGENTHUB_ENV=dev or test, not "
-            f"{settings.env}; run gunicorn workers (--workers N, default {DEFAULT_WORKERS})"
+            f"{settings.env}; run gunicorn workers (--workers N, default {WEB_WORKERS})"
         )
     return requested
 
@@ -50,7 +50,7 @@ def _prepare(settings: Settings) -> None:
         hub.close()
 
 
-def serve(host: str, port: int, *, workers: int | None = None, threads: int = 8) -> None:
+def serve(host: str, port: int, *, workers: int | None = None, threads: int = WEB_THREADS) -> None:
     """Serve until interrupted: gunicorn workers, or werkzeug's threaded server in dev and test.
 
     Raises :class:`ServeError` when ``workers`` does not suit the environment (see
@@ -73,8 +73,8 @@ def serve(host: str, port: int, *, workers: int | None = None, threads: int = 8)
             self.cfg.set("workers", workers)
             self.cfg.set("threads", threads)
             self.cfg.set("worker_class", "gthread")
-            self.cfg.set("timeout", REQUEST_TIMEOUT_SECONDS)
-            self.cfg.set("keepalive", 30)
+            self.cfg.set("timeout", WEB_REQUEST_TIMEOUT_SECONDS)
+            self.cfg.set("keepalive", WEB_KEEPALIVE_SECONDS)
             # Each worker builds its own pools after the fork; nothing is shared by accident.
             self.cfg.set("preload_app", False)
 

@@ -146,8 +146,8 @@ def _qa_env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_serve_runs_the_development_server_only_in_dev_and_test() -> None:
-    from hub.config import load_settings
-    from hub.server import DEFAULT_WORKERS, ServeError, choose_workers
+    from hub.config import WEB_WORKERS, load_settings
+    from hub.server import ServeError, choose_workers
 
     dev = load_settings({"AGENTHUB_ENV": "dev"})
     prod = load_settings(
@@ -155,7 +155,7 @@ def test_serve_runs_the_development_server_only_in_dev_and_test() -> None:
     )
     assert choose_workers(dev, None) == 0  # a newcomer's `agenthub serve`: one process
     assert choose_workers(dev, 3) == 3
-    assert choose_workers(prod, None) == DEFAULT_WORKERS
+    assert choose_workers(prod, None) == WEB_WORKERS
     assert choose_workers(prod, 2) == 2
     with pytest.raises(ServeError, match="development server is for AGENTHUB_ENV=dev or test"):
         choose_workers(prod, 0)
@@ -199,3 +199,14 @@ def test_serve_outside_dev_runs_gunicorn_and_refuses_the_development_server(
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_the_deploy_configuration_runs_the_web_process_as_agenthub_serve_does() -> None:
+    import runpy
+
+    from hub.config import WEB_REQUEST_TIMEOUT_SECONDS, WEB_WORKERS
+
+    conf = runpy.run_path(str(REPO / "deploy" / "gunicorn.conf.py"))
+    assert (conf["workers"], conf["timeout"], conf["worker_class"]) == (4, 28, "gthread")
+    assert (conf["workers"], conf["timeout"]) == (WEB_WORKERS, WEB_REQUEST_TIMEOUT_SECONDS)
+    assert conf["preload_app"] is False  # each worker opens its own pools after the fork
