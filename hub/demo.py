@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from hub.clock import swedish_today
@@ -37,13 +38,16 @@ from hub.contract.names import ENDPOINT_PATH
 from hub.contract.personnummer import generate, mask
 from hub.contract.samples import sample_information
 from hub.db.migrate import upgrade_all, upgrade_hub
-from hub.outbound.enqueue import enqueue
+from hub.db.region_tables import review_records
+from hub.intake.service import take_in
 from hub.outbound.settings import load_consumer_settings
 from hub.outbound.views import list_outbox
+from hub.review.decide import decide
+from hub.review.records import Submission
 from hub.shipped import shipped_dir
 from hub.sim.config import default_sim_config
 from hub.sim.server import serve_sim_in_thread
-from hub.tenancy.access import Permission, region_scope, system_actor
+from hub.tenancy.access import Actor, Permission, Role, region_scope, system_actor
 from hub.tenancy.registry import sync_regions
 from hub.web.app import create_app
 
@@ -100,6 +104,14 @@ def _files(root: Path, folder: str) -> list[str]:
     return sorted(p.name for p in path.iterdir() if not p.name.startswith("."))
 
 
+def _record_sha(hub: Hub, lan: str, record_id: str) -> str:
+    with hub.db.region(lan).connect() as connection:
+        sha = connection.execute(
+            select(review_records.c.content_sha256).where(review_records.c.id == record_id)
+        ).scalar_one()
+    return str(sha)
+
+
 def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -153,15 +165,35 @@ def run_demo(settings: Settings, *, port: int, sim_port: int, once: bool, timeou
         print()
 
         rng = random.Random()  # noqa: S311 - synthetic test people, not secrets
-        reviewer = system_actor("demo:reviewer", "cli")
+        # The demo's reviewers: one made-up person per member region.
+        reviewers = {
+            lan: Actor(
+                kind="user",
+                label=f"user:demo-reviewer-{lan}",
+                name=f"Demo Granskare {lan} (demo)",
+                roles={lan: frozenset({Role.REVIEWER})},
+                auth_method="demo",
+            )
+            for lan in ("01", "14")
+        }
         today = swedish_today()
         queued: list[tuple[str, str, str]] = []
         for sender, home, scenario, meaning in EXCHANGES:
             pnr = generate(rng, born=today - timedelta(days=365 * rng.randint(30, 60)))
             info = sample_information(scenario, pnr=pnr, sending_lan=sender, today=today)  # type: ignore[arg-type]
-            scope = region_scope(hub, reviewer, sender, Permission.DECIDE)
-            record = enqueue(scope, home, info)
-            queued.append((sender, record.record_id, home))
+            intake = take_in(
+                region_scope(hub, demo, sender, Permission.SUBMIT),
+                [Submission(home, info, reference=f"demo-{scenario}")],
+                source="cli",
+                name="demo",
+            )
+            [stored] = intake.results
+            assert not isinstance(stored, Exception) and stored.record_id is not None
+            review = region_scope(hub, reviewers[sender], sender, Permission.DECIDE)
+            sha = _record_sha(hub, sender, stored.record_id)
+            decided = decide(review, stored.record_id, "approve", content_sha256=sha)
+            assert decided.outbox_id is not None
+            queued.append((sender, decided.outbox_id, home))
             print(f"approved in {sender} for {home}: {scenario:<9} {mask(pnr)}  ({meaning})")
 
         print("\nwaiting for the worker to send them through the simulator …")

@@ -16,19 +16,25 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg2
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, select
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from hub.config import Settings, load_settings
 from hub.context import Hub, build_hub
 from hub.contract.personnummer import generate
+from hub.contract.regions import REGIONS
 from hub.db.migrate import upgrade_hub
+from hub.db.region_tables import outbox, review_records
+from hub.intake.service import take_in
+from hub.review.decide import decide
+from hub.review.records import NO_FLAGS, Flags, RecordRefused, Stored, Submission
 from hub.tenancy.access import Actor, Permission, RegionScope, Role, region_scope, system_actor
 from hub.tenancy.registry import MemberRegion, save_region
 from hub.web.app import create_app
@@ -301,3 +307,71 @@ def live_server(app: Any) -> Iterator[LiveServer]:
     server = LiveServer(app)
     yield server
     server.stop()
+
+
+def reviewer_of(lan: str) -> Actor:
+    """A signed-in reviewer of region ``lan`` (a person: the review is never the system's)."""
+    return Actor(
+        kind="user",
+        label=f"user:reviewer-{lan}",
+        name=f"Granskare {lan}",
+        hsa_id=f"{REGIONS[lan].hsa_root}-G1",
+        roles={lan: frozenset({Role.REVIEWER})},
+        auth_method="password+totp",
+    )
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A record taken in and approved: its outbox record (``record_id``) and review record."""
+
+    record_id: str
+    review_record_id: str
+    duplicate: bool
+    correlation_id: str
+    check_text: str | None
+
+
+def submit(
+    hub: Hub,
+    lan: str,
+    to_lan: str,
+    record: Any,
+    *,
+    reference: str | None = None,
+    flags: Flags = NO_FLAGS,
+) -> Stored:
+    """Take one record into region ``lan``'s review queue; raise RecordRefused if refused."""
+    report = take_in(
+        scope_of(hub, lan, "test", Permission.SUBMIT),
+        [Submission(to_lan, record, flags, reference)],
+        source="cli",
+        name="test",
+    )
+    [result] = report.results
+    if isinstance(result, RecordRefused):
+        raise result
+    return result
+
+
+def approve(
+    hub: Hub, lan: str, to_lan: str, record: Any, *, reference: str | None = None
+) -> Queued:
+    """Take a record in and have region ``lan``'s reviewer approve it: it is in the outbox."""
+    stored = submit(hub, lan, to_lan, record, reference=reference)
+    assert stored.record_id is not None, stored
+    with hub.db.region(lan).connect() as connection:
+        row = connection.execute(
+            select(review_records).where(review_records.c.id == stored.record_id)
+        ).one()
+    if stored.outcome == "duplicate":
+        outbox_id = row.outbox_id
+    else:
+        scope = region_scope(hub, reviewer_of(lan), lan, Permission.DECIDE)
+        outbox_id = decide(scope, row.id, "approve", content_sha256=row.content_sha256).outbox_id
+    assert outbox_id is not None
+    with hub.db.region(lan).connect() as connection:
+        correlation = connection.execute(
+            select(outbox.c.correlation_id).where(outbox.c.id == outbox_id)
+        ).scalar_one()
+    return Queued(outbox_id, row.id, stored.outcome == "duplicate", correlation, stored.check_text)

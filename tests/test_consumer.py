@@ -31,13 +31,13 @@ from hub.contract.parse import parse_request
 from hub.contract.samples import sample_information
 from hub.contract.serialise import build_response_envelope, information_to_element
 from hub.db.hub_tables import operator_audit
-from hub.db.region_tables import outbox
+from hub.db.region_tables import outbox, review_records
+from hub.intake.service import IntakeRefused, take_in
 from hub.jobs.config import JobSettings
 from hub.jobs.worker import add_jobs
 from hub.ops.alerts import list_alerts
 from hub.outbound import client as client_module
 from hub.outbound.client import build_envelope, classify_response
-from hub.outbound.enqueue import Approval, Enqueued, enqueue, enqueue_many
 from hub.outbound.queue import claim, resend
 from hub.outbound.sender import Dispatcher, RateLimiter, drain, run_senders_once
 from hub.outbound.settings import (
@@ -48,10 +48,12 @@ from hub.outbound.settings import (
 )
 from hub.outbound.states import OutboxError
 from hub.outbound.views import get_record, list_outbox
+from hub.review.decide import decide, decide_bulk
+from hub.review.records import RecordRefused, Stored, Submission
 from hub.sim.faults import VpCode, VpFault, fault_body, soap_fault
-from hub.tenancy.access import NotFound, Permission
+from hub.tenancy.access import NotFound, Permission, region_scope
 from hub.tenancy.registry import MemberRegion
-from tests.conftest import LiveServer, scope_of
+from tests.conftest import LiveServer, approve, reviewer_of, scope_of, submit
 
 A, B, C = "14", "01", "12"
 PAYLOAD = f"{{{RESPONDER_NS}}}cervixScreeningInformation"
@@ -126,8 +128,9 @@ def queue(
     """Queue ``n`` valid sample records from ``lan`` to ``to``; return their ids."""
     today = swedish_today()
     return [
-        enqueue(
-            scope_of(hub, lan, f"reviewer@{lan}"),
+        approve(
+            hub,
+            lan,
             to,
             sample_information("sample", pnr=make_pnr(), sending_lan=lan, today=today),
             **kw,
@@ -329,7 +332,7 @@ def test_the_request_carries_soapaction_correlation_id_identity_and_logical_addr
 ) -> None:
     fake, server = platform
     info = sample_information("move", pnr=make_pnr(), sending_lan=A, today=swedish_today())
-    queued = enqueue(scope_of(hub, A, "reviewer@14"), B, info)
+    queued = approve(hub, A, B, info)
     run_senders_once(hub, settings_for(server.url))
     [seen] = fake.seen
     headers = {k.lower(): v for k, v in seen.headers.items()}
@@ -402,20 +405,28 @@ def test_a_transient_fault_then_ok_is_delivered_on_the_second_attempt(
 
 def test_an_invalid_record_is_refused_with_the_rule(hub: Hub, regions_ab: Any) -> None:
     info = sample_information("sample", pnr="196201209984", sending_lan=A, today=swedish_today())
-    with pytest.raises(OutboxError, match=r"personId/extension.*personnummer rule"):
-        enqueue(scope_of(hub, A, "reviewer@14"), B, info)
+    with pytest.raises(RecordRefused, match=r"personId/extension.*personnummer rule"):
+        approve(hub, A, B, info)
+    assert list_outbox(scope_of(hub, A, "test")) == []
+
+
+def test_a_record_whose_home_is_the_region_itself_is_reported_not_queued(
+    hub: Hub, regions_ab: Any, make_pnr: Callable[[], str]
+) -> None:
+    info = sample_information("sample", pnr=make_pnr(), sending_lan=A, today=swedish_today())
+    stored = submit(hub, A, A, info)
+    assert (stored.outcome, stored.record_id) == ("own_region", None)
     assert list_outbox(scope_of(hub, A, "test")) == []
 
 
 @pytest.mark.parametrize(
     ("lan", "to", "sender", "message"),
     [
-        (A, A, A, "does not send to itself"),
         (A, "99", A, "not a län code"),
         (A, B, B, "sendingRegion"),
     ],
 )
-def test_enqueue_refuses_what_must_not_be_sent(
+def test_intake_refuses_what_must_not_be_sent(
     hub: Hub,
     regions_ab: Any,
     make_pnr: Callable[[], str],
@@ -425,8 +436,8 @@ def test_enqueue_refuses_what_must_not_be_sent(
     message: str,
 ) -> None:
     info = sample_information("sample", pnr=make_pnr(), sending_lan=sender, today=swedish_today())
-    with pytest.raises(OutboxError, match=message):
-        enqueue(scope_of(hub, lan, "reviewer"), to, info)
+    with pytest.raises(RecordRefused, match=message):
+        approve(hub, lan, to, info)
 
 
 def test_a_region_that_is_not_a_member_gets_no_scope_to_send_from(
@@ -441,7 +452,7 @@ def test_a_region_whose_agreement_ended_cannot_send(
     hub: Hub, add_region: Callable[..., MemberRegion], make_pnr: Callable[[], str]
 ) -> None:
     add_region(A, "SE2321000131", "A", active_to=swedish_today() - timedelta(days=1))
-    with pytest.raises(OutboxError, match="agreement is not active"):
+    with pytest.raises(IntakeRefused, match="agreement is not active"):
         queue(hub, make_pnr)
 
 
@@ -449,8 +460,8 @@ def test_approving_the_same_record_twice_queues_it_once(
     hub: Hub, regions_ab: Any, make_pnr: Callable[[], str]
 ) -> None:
     info = sample_information("treatment", pnr=make_pnr(), sending_lan=A, today=swedish_today())
-    first = enqueue(scope_of(hub, A, "reviewer@14"), B, info)
-    again = enqueue(scope_of(hub, A, "reviewer@14"), B, information_to_element(info))
+    first = approve(hub, A, B, info)
+    again = approve(hub, A, B, information_to_element(info))
     assert again.duplicate and again.record_id == first.record_id
     assert len(list_outbox(scope_of(hub, A, "test"))) == 1
 
@@ -460,7 +471,7 @@ def test_personal_data_is_sealed_at_rest_and_masked_in_lists(
 ) -> None:
     pnr = make_pnr()
     info = sample_information("move", pnr=pnr, sending_lan=A, today=swedish_today())
-    enqueue(scope_of(hub, A, "reviewer@14"), B, info)
+    approve(hub, A, B, info)
     with hub.db.region(A).connect() as connection:
         row = connection.execute(select(outbox)).one()
     raw = b"".join(v if isinstance(v, bytes) else str(v).encode() for v in row)
@@ -571,7 +582,7 @@ def test_logs_and_alerts_never_carry_a_personnummer(
     )
     info = sample_information("sample", pnr=pnr, sending_lan=A, today=swedish_today())
     caplog.set_level(logging.DEBUG)
-    queued = enqueue(scope_of(hub, A, "reviewer@14"), B, info)
+    queued = approve(hub, A, B, info)
     drain(hub, settings_for(server.url), timeout=20)
     [alert] = list_alerts(hub)
     assert pnr not in alert.detail and alert.kind == "refused"
@@ -656,9 +667,32 @@ def test_cli_send_outbox_and_alerts(
     record = tmp_path / "record.xml"
     record.write_bytes(etree.tostring(information_to_element(info)))
 
-    assert main(["send", "--lan", A, "--to", B, str(record), "--wait", "20"]) == 0
+    # `send` puts the record in the review queue; with --wait it waits for the decision (a
+    # reviewer approves it meanwhile) and then sends it.
+    codes: list[int] = []
+    sender = threading.Thread(
+        target=lambda: codes.append(
+            main(["send", "--lan", A, "--to", B, str(record), "--wait", "20"])
+        )
+    )
+    sender.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with hub.db.region(A).connect() as connection:
+            waiting = connection.execute(
+                select(review_records).where(review_records.c.state == "pending")
+            ).all()
+        if waiting:
+            break
+        time.sleep(0.05)
+    [pending] = waiting
+    reviewer = region_scope(hub, reviewer_of(A), A, Permission.DECIDE)
+    decide(reviewer, pending.id, "approve", content_sha256=pending.content_sha256)
+    sender.join(30)
+    assert codes == [0]
     out = capsys.readouterr().out
-    assert "queued: record" in out and "delivered 1" in out
+    assert f"queued for review: record {pending.id}" in out
+    assert "decided: approved" in out and "delivered 1" in out
 
     assert main(["outbox", "--lan", A]) == 0
     listing = capsys.readouterr().out
@@ -676,26 +710,35 @@ def test_cli_send_outbox_and_alerts(
     assert main(["alerts", "--all"]) == 0
 
 
-def test_enqueue_many_queues_a_batch_and_reports_each_refusal(
+def test_a_batch_is_taken_in_and_approved_together_and_each_refusal_reported(
     hub: Hub, regions_ab: Any, make_pnr: Callable[[], str]
 ) -> None:
     today = swedish_today()
     good = sample_information("move", pnr=make_pnr(), sending_lan=A, today=today)
     bad = sample_information("sample", pnr="196201209984", sending_lan=A, today=today)
-    answers = enqueue_many(
-        scope_of(hub, A, "reviewer@14"),
+    report = take_in(
+        scope_of(hub, A, "test", Permission.SUBMIT),
         [
-            Approval(B, good, "x:1"),
-            Approval(B, bad, "x:2"),
-            Approval(B, good, "x:3"),
-            Approval(C, good, "x:4"),
+            Submission(B, good, reference="x:1", line=1),
+            Submission(B, bad, reference="x:2", line=2),
+            Submission(B, good, reference="x:3", line=3),
+            Submission(C, good, reference="x:4", line=4),
         ],
+        source="cli",
+        name="batch",
     )
-    first, refused, again, other = answers
-    assert isinstance(first, Enqueued) and not first.duplicate
-    assert isinstance(refused, OutboxError) and "personnummer rule" in str(refused)
-    assert isinstance(again, Enqueued) and again.duplicate and again.record_id == first.record_id
-    assert isinstance(other, Enqueued) and not other.duplicate
+    first, refused, again, other = report.results
+    assert isinstance(first, Stored) and first.outcome == "queued"
+    assert isinstance(refused, RecordRefused) and "personnummer rule" in str(refused)
+    assert isinstance(again, Stored) and again.outcome == "duplicate"
+    assert again.record_id == first.record_id
+    assert isinstance(other, Stored) and other.outcome == "queued"
+    assert (report.queued, report.duplicates, report.rejected) == (2, 1, 1)
+    reviewer = region_scope(hub, reviewer_of(A), A, Permission.DECIDE)
+    assert first.record_id is not None and other.record_id is not None
+    decided = decide_bulk(reviewer, [first.record_id, other.record_id], "approve")
+    assert {d.state for d in decided} == {"approved"}
+    assert len({d.batch_id for d in decided}) == 1
     assert {(v.to_lan, v.reference) for v in list_outbox(scope_of(hub, A, "test"))} == {
         (B, "x:1"),
         (C, "x:4"),

@@ -30,7 +30,6 @@ from hub.contract.serialise import information_to_element
 from hub.db.region_tables import outbox
 from hub.inbound.views import list_messages, read_body
 from hub.ops.alerts import list_alerts
-from hub.outbound.enqueue import enqueue
 from hub.outbound.queue import resend
 from hub.outbound.sender import Dispatcher, drain
 from hub.outbound.settings import ConsumerSettings, DestinationPolicy
@@ -48,7 +47,7 @@ from hub.sim import (
 )
 from hub.sim.config import MOCK_SCHEME
 from hub.tenancy.registry import MemberRegion
-from tests.conftest import LiveServer, scope_of
+from tests.conftest import LiveServer, approve, scope_of
 
 A, B = "14", "01"
 AGENT = "SE0000000000-AGENTHUB"
@@ -162,7 +161,7 @@ def test_three_scenarios_from_a_arrive_identical_in_bs_store(
     for scenario in ("move", "sample", "treatment"):
         info = sample_information(scenario, pnr=make_pnr(), sending_lan=A, today=today)
         element = information_to_element(info)
-        queued = enqueue(scope_of(hub, A, "reviewer@14"), B, element)
+        queued = approve(hub, A, B, element)
         sent[queued.record_id] = element
 
     stats = drain(hub, consumer, timeout=30)
@@ -193,7 +192,7 @@ def test_scenarios_reach_the_home_regions_received_folder_unchanged(
     for scenario in ("move", "sample", "treatment"):
         info = sample_information(scenario, pnr=make_pnr(), sending_lan=A, today=today)
         sent.append(information_to_element(info))
-        enqueue(scope_of(hub, A, "reviewer@14"), B, sent[-1])
+        approve(hub, A, B, sent[-1])
     drain(hub, consumer, timeout=30)
 
     reports = deliver_all(hub, load_job_settings({}), "test-worker")
@@ -211,7 +210,7 @@ def test_the_call_carries_soapaction_correlation_id_and_the_logical_address(
     hub: Hub, consumer: ConsumerSettings, make_pnr: Callable[[], str]
 ) -> None:
     info = sample_information("sample", pnr=make_pnr(), sending_lan=B, today=swedish_today())
-    queued = enqueue(scope_of(hub, B, "reviewer@01"), A, info)
+    queued = approve(hub, B, A, info)
     drain(hub, consumer, timeout=30)
 
     [view] = list_messages(scope_of(hub, A, "test"))
@@ -235,7 +234,7 @@ def test_a_resend_after_a_lost_answer_is_stored_once_at_the_receiver(
     hub: Hub, consumer: ConsumerSettings, make_pnr: Callable[[], str]
 ) -> None:
     info = sample_information("treatment", pnr=make_pnr(), sending_lan=A, today=swedish_today())
-    queued = enqueue(scope_of(hub, A, "reviewer@14"), B, info)
+    queued = approve(hub, A, B, info)
     drain(hub, consumer, timeout=30)
     # As if the answer had been lost: the record goes round again with the same bytes.
     with hub.db.region(A).begin() as connection:
@@ -272,7 +271,7 @@ def test_each_platform_answer_ends_in_the_right_state_after_the_right_attempts(
     expected: tuple[str, int, str],
 ) -> None:
     info = sample_information("sample", pnr=pnr or make_pnr(), sending_lan=A, today=swedish_today())
-    queued = enqueue(scope_of(hub, A, "reviewer@14"), to_lan, info)
+    queued = approve(hub, A, to_lan, info)
 
     stats = drain(hub, consumer, timeout=30)
 
@@ -299,7 +298,7 @@ def test_our_own_timeout_counts_as_an_attempt_and_is_resent(
 ) -> None:
     # The mock sleeps 1 s for this number; we wait only 0.2 s.
     info = sample_information("sample", pnr=MOCK_PNR_DELAY, sending_lan=A, today=swedish_today())
-    queued = enqueue(scope_of(hub, A, "reviewer@14"), MOCK, info)
+    queued = approve(hub, A, MOCK, info)
     drain(hub, fast_settings(sim.url, timeout_ms=200), timeout=30)
     assert state_of(hub, A, queued.record_id)[:3] == ("failed", 3, "TIMEOUT")
 
@@ -308,7 +307,7 @@ def test_connection_refused_by_the_platform_is_resent_then_failed(
     hub: Hub, regions_ab: tuple[MemberRegion, MemberRegion], make_pnr: Callable[[], str]
 ) -> None:
     info = sample_information("sample", pnr=make_pnr(), sending_lan=A, today=swedish_today())
-    queued = enqueue(scope_of(hub, A, "reviewer@14"), B, info)
+    queued = approve(hub, A, B, info)
     settings = fast_settings(f"http://127.0.0.1:{closed_port()}{ENDPOINT_PATH}")
     drain(hub, settings, timeout=30)
     assert state_of(hub, A, queued.record_id)[:3] == ("failed", 3, "CONNECT")
@@ -318,7 +317,7 @@ def test_pauses_grow_exponentially_between_attempts(
     hub: Hub, sim: RunningSim, make_pnr: Callable[[], str]
 ) -> None:
     info = sample_information("sample", pnr=MOCK_PNR_FAULT, sending_lan=A, today=swedish_today())
-    queued = enqueue(scope_of(hub, A, "reviewer@14"), MOCK, info)
+    queued = approve(hub, A, MOCK, info)
     drain(hub, fast_settings(sim.url, max_attempts=4, pause_ms=100, backoff=2.0), timeout=30)
     found = get_record(scope_of(hub, A, "test"), queued.record_id)
     assert found is not None
@@ -336,14 +335,16 @@ def test_receipts_are_written_to_the_sending_regions_drop(
     make_pnr: Callable[[], str],
 ) -> None:
     today = swedish_today()
-    ok = enqueue(
-        scope_of(hub, A, "reviewer@14"),
+    ok = approve(
+        hub,
+        A,
         B,
         sample_information("move", pnr=make_pnr(), sending_lan=A, today=today),
         reference="extract-1.csv:1",
     )
-    refused = enqueue(
-        scope_of(hub, A, "reviewer@14"),
+    refused = approve(
+        hub,
+        A,
         MOCK,
         sample_information("sample", pnr=MOCK_PNR_ERROR, sending_lan=A, today=today),
         reference="extract-1.csv:2",
@@ -369,8 +370,9 @@ def test_two_dispatchers_never_send_the_same_record_twice(
 ) -> None:
     today = swedish_today()
     ids = [
-        enqueue(
-            scope_of(hub, A, "reviewer@14"),
+        approve(
+            hub,
+            A,
             B,
             sample_information("sample", pnr=make_pnr(), sending_lan=A, today=today),
         ).record_id

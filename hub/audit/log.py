@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,6 +17,12 @@ from hub.db.region_tables import access_log
 
 if TYPE_CHECKING:
     from hub.tenancy.access import Actor
+
+#: The id of the request being served (the web layer sets it): every entry of the request names
+#: it, so a region can follow one request across its log.
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "agenthub_request_id", default=None
+)
 
 
 class Action(enum.StrEnum):
@@ -33,6 +40,12 @@ class Action(enum.StrEnum):
     EXTRACT_PICKED_UP = "extract.picked_up"
     OUTBOX_ENQUEUED = "outbox.enqueued"
     OUTBOX_RESEND = "outbox.resend"
+    # The review: records taken in, listed, opened, decided.
+    INTAKE_RECEIVED = "intake.received"
+    RECORDS_LISTED = "records.listed"
+    RECORD_OPENED = "record.opened"
+    RECORD_APPROVED = "record.approved"
+    RECORD_REFUSED = "record.refused"
     # The operator audit.
     REGION_ADDED = "region.added"
     REGION_UPDATED = "region.updated"
@@ -45,9 +58,17 @@ class AccessEntry:
     """One line of a region's access log, for :func:`record_access_many`."""
 
     action: Action
+    #: The record or message concerned, if one is.
     message_id: str | None = None
     detail: str = ""
     at: datetime | None = None
+    #: What was accessed when it is not one record: a list, a download, the log itself.
+    resource: str | None = None
+    #: The woman concerned: the keyed hash of her personnummer, and its masked form.
+    pnr_hash: str | None = None
+    masked_pnr: str | None = None
+    #: ``ok``, or ``denied`` for an attempt the hub refused.
+    outcome: str = "ok"
 
 
 def record_access(
@@ -57,22 +78,45 @@ def record_access(
     *,
     message_id: str | None = None,
     detail: str = "",
+    resource: str | None = None,
+    pnr_hash: str | None = None,
+    masked_pnr: str | None = None,
+    outcome: str = "ok",
+    role: str | None = None,
 ) -> None:
-    """Write one line to the access log of the region whose store ``connection`` is on."""
-    record_access_many(connection, actor, [AccessEntry(action, message_id, detail)])
+    """Write one line to the access log of the region whose store ``connection`` is on.
+
+    ``role`` is the role the actor acted in (default: every role it holds).
+    """
+    entry = AccessEntry(action, message_id, detail, None, resource, pnr_hash, masked_pnr, outcome)
+    record_access_many(connection, actor, [entry], role=role)
 
 
 def record_access_many(
-    connection: Connection, actor: Actor, entries: Iterable[AccessEntry]
+    connection: Connection,
+    actor: Actor,
+    entries: Iterable[AccessEntry],
+    *,
+    role: str | None = None,
 ) -> None:
     """Write several lines of one actor to a region's access log in one statement."""
     now = utcnow()
+    request = request_id.get()
     rows = [
         {
             "at": entry.at or now,
             "actor": actor.label,
+            "user_id": actor.user_id,
+            "actor_name": actor.name,
+            "hsa_id": actor.hsa_id,
+            "role": role or actor.role_label,
             "action": entry.action.value,
             "message_id": entry.message_id,
+            "resource": entry.resource,
+            "pnr_hash": entry.pnr_hash,
+            "masked_pnr": entry.masked_pnr,
+            "outcome": entry.outcome,
+            "request_id": request,
             "detail": entry.detail,
         }
         for entry in entries

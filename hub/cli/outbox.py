@@ -9,6 +9,7 @@ agenthub resend --lan 14 <record id>          # put a failed record back in the 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,13 @@ import click
 from hub.cli.common import CliState, Failed, Refused, fmt_time, lan_option, pass_state
 from hub.contract.names import SOAP11_ENV_NS
 from hub.contract.xmlsafe import parse_untrusted
-from hub.outbound.enqueue import enqueue
+from hub.intake.service import IntakeRefused, take_in
 from hub.outbound.queue import resend
 from hub.outbound.sender import drain
 from hub.outbound.states import STATES, OutboxError
 from hub.outbound.views import get_record, list_outbox
+from hub.review.records import Flags, RecordRefused, Submission
+from hub.review.views import record_state
 from hub.tenancy.access import Permission
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -44,37 +47,70 @@ def read_record(path: Path) -> Any:
 
 @click.command("send")
 @lan_option("the sending member region's län code")
-@click.option("--to", "to_lan", required=True, help="the destination län code (LogicalAddress)")
+@click.option("--to", "to_lan", required=True, help="the woman's home län code (the destination)")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--reference", help="your own reference for the receipt (no personal data)")
+@click.option("--protected-identity", is_flag=True, help="skyddade personuppgifter")
+@click.option("--blocked", is_flag=True, help="spärrade uppgifter")
+@click.option("--objection", is_flag=True, help="she objected to the disclosure")
 @click.option(
     "--wait",
     type=float,
     default=0,
     metavar="SECONDS",
-    help="send now and wait up to SECONDS for final states (without a running worker)",
+    help="wait up to SECONDS for a reviewer's decision, then send an approved record now "
+    "(without a running worker)",
 )
 @pass_state
 def send_command(
-    state: CliState, lan: str, to_lan: str, file: Path, reference: str | None, wait: float
+    state: CliState,
+    lan: str,
+    to_lan: str,
+    file: Path,
+    reference: str | None,
+    protected_identity: bool,
+    blocked: bool,
+    objection: bool,
+    wait: float,
 ) -> None:
-    """Queue one record from FILE in region --lan's outbox for --to."""
-    scope = state.scope(lan, Permission.DECIDE)
+    """Put one record from FILE in region --lan's review queue, for --to.
+
+    Nothing is sent before a reviewer of the region approves it in the workspace or the API.
+    """
+    scope = state.scope(lan, Permission.SUBMIT)
+    submission = Submission(
+        to_lan=to_lan,
+        record=read_record(file),
+        flags=Flags(protected_identity, blocked, objection),
+        reference=reference or file.name[:200],
+    )
     try:
-        element = read_record(file)
-        queued = enqueue(scope, to_lan, element, reference=reference or file.name[:200])
-    except OutboxError as exc:
+        report = take_in(scope, [submission], source="cli", name=file.name)
+    except IntakeRefused as exc:
         raise Failed(f"send: {exc}") from None
-    word = "already queued" if queued.duplicate else "queued"
-    click.echo(f"{word}: record {queued.record_id} from {lan} to {to_lan}")
-    if queued.check_text:
-        click.echo(f"note: {queued.check_text}")
-    if wait:
-        stats = drain(state.hub, timeout=wait)
-        click.echo(
-            f"sent: {stats.calls} call(s); delivered {stats.delivered}, refused {stats.refused}, "
-            f"failed {stats.failed}, waiting to resend {stats.retried}"
-        )
+    [result] = report.results
+    if isinstance(result, RecordRefused):
+        raise Failed(f"send: record refused: {result}")
+    if result.outcome == "own_region":
+        raise Failed(f"send: region {lan} is the woman's home region; nothing to send")
+    word = "already in the review queue" if result.outcome == "duplicate" else "queued for review"
+    click.echo(f"{word}: record {result.record_id} from {lan} to {to_lan}")
+    if result.check_text:
+        click.echo(f"note: {result.check_text}")
+    if wait and result.record_id:
+        deadline = time.monotonic() + wait
+        while (current := record_state(scope, result.record_id)) in ("pending", "second_review"):
+            if time.monotonic() >= deadline:
+                click.echo(f"still waiting for a reviewer's decision ({current})")
+                return
+            time.sleep(1)
+        click.echo(f"decided: {current}")
+        if current == "approved":
+            stats = drain(state.hub, timeout=max(deadline - time.monotonic(), 5))
+            click.echo(
+                f"sent: {stats.calls} call(s); delivered {stats.delivered}, refused "
+                f"{stats.refused}, failed {stats.failed}, waiting to resend {stats.retried}"
+            )
 
 
 @click.command("outbox")

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Date,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
+    false,
 )
 
 from hub.db.types import BigId
@@ -44,6 +48,9 @@ regions = Table(
     Column("active_to", Date),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The region's review policy: a flagged record (protected identity, blocked data, an
+    # objection) needs the approval of a second reviewer, a different user, before it is sent.
+    Column("second_review_flagged", Boolean, nullable=False, server_default=false()),
 )
 
 region_keys = Table(
@@ -114,4 +121,72 @@ alerts = Table(
     Column("acknowledged_at", DateTime(timezone=True)),
     Column("acknowledged_by", String(200)),
     Index("ix_alerts_open", "acknowledged_at", "at"),
+)
+
+# People who sign in to the web workspace or the API: a region's reviewers, viewers and
+# submitters, and the agent's operators. No personal data of the women; the users' own names and
+# HSA-ids are what the logs name them by.
+users = Table(
+    "users",
+    hub_metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("login", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    # The user's personal HSA-id (SITHS): how a client certificate maps to the user.
+    Column("hsa_id", String(64), unique=True),
+    # Argon2id (argon2-cffi); None for a user who signs in with SITHS only.
+    Column("password_hash", Text),
+    # The TOTP secret, sealed with the master key; None until the second factor is enrolled.
+    Column("totp_secret_enc", LargeBinary),
+    # The agent's operator (metadata only, every region); region roles are in user_roles.
+    Column("operator", Boolean, nullable=False, server_default=false()),
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until", DateTime(timezone=True)),
+    Column("disabled_at", DateTime(timezone=True)),
+    Column("last_login_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# A user's roles, one row per (region, role): reviewer, viewer or submitter.
+user_roles = Table(
+    "user_roles",
+    hub_metadata,
+    Column("user_id", BigInteger, ForeignKey("hub.users.id", ondelete="CASCADE"), nullable=False),
+    Column("lan_code", String(2), ForeignKey("hub.regions.lan_code"), nullable=False),
+    Column("role", String(16), nullable=False),
+    PrimaryKeyConstraint("user_id", "lan_code", "role"),
+)
+
+# API bearer tokens, bound to one user and one region; only a hash of the token is kept.
+api_tokens = Table(
+    "api_tokens",
+    hub_metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("user_id", BigInteger, ForeignKey("hub.users.id", ondelete="CASCADE"), nullable=False),
+    Column("lan_code", String(2), ForeignKey("hub.regions.lan_code"), nullable=False),
+    # SHA-256 of the token (a long random secret: no salt or slow hash needed).
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("label", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+# Server-side web sessions: the cookie holds a random id, the database a hash of it, so every web
+# node sees every session and a copy of the database signs nobody in.
+web_sessions = Table(
+    "web_sessions",
+    hub_metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_id", BigInteger, ForeignKey("hub.users.id", ondelete="CASCADE")),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    # password+totp, siths; None while a sign-in is half done.
+    Column("auth_method", String(32)),
+    # The rest of the session (CSRF token, a sign-in waiting for its second factor, the locale).
+    Column("data", JSON, nullable=False),
+    Index("ix_web_sessions_expires", "expires_at"),
 )

@@ -14,12 +14,17 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
+    CheckConstraint,
     Column,
     DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -70,16 +75,32 @@ messages = Table(
     UniqueConstraint("content_hash", name="uq_messages_content_hash"),
 )
 
-# The region's access log: who did what to which of its data, and when (hub.audit).
+# The region's access log (PDL): who did what to which of its data, and when (hub.audit).
 access_log = Table(
     "access_log",
     region_metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("at", DateTime(timezone=True), nullable=False),
+    # Who: the actor's label (user:alice, worker:…, cli:root) and, for a person, their user id,
+    # name, HSA-id and the role they acted in.
     Column("actor", String(200), nullable=False),
+    Column("user_id", BigInteger),
+    Column("actor_name", String(200)),
+    Column("hsa_id", String(64)),
+    Column("role", String(64)),
+    # What: the activity (hub.audit.Action) and the resource (a record, a message, a list).
     Column("action", String(100), nullable=False),
     Column("message_id", String(36)),
+    Column("resource", String(200)),
+    # Which woman: the keyed hash of her personnummer and its masked form, when one is concerned.
+    Column("pnr_hash", String(64)),
+    Column("masked_pnr", String(16)),
+    # ok, or denied (an attempt the hub refused is logged too).
+    Column("outcome", String(16), nullable=False, server_default="ok"),
+    Column("request_id", String(64)),
     Column("detail", Text, nullable=False, default=""),
+    Index("ix_access_log_at", "at"),
+    Index("ix_access_log_pnr_hash", "pnr_hash"),
 )
 
 # Extract files picked up from the region's ``extracts/`` folder (hub.intake.pickup): their
@@ -105,6 +126,179 @@ extracts = Table(
     Column("claimed_until", DateTime(timezone=True)),
     Column("error", Text),
     Index("ix_extracts_state", "state"),
+)
+
+# Intake: every extract taken in (a file picked up from the drop, an upload, an API call, a record
+# entered by hand, ``agenthub extract load``). The bytes wait, sealed with the region's key, in
+# intake_chunks until the intake has read them all; progress is committed with the records it
+# produced, so an intake killed midway resumes where it stopped and no row is taken twice.
+intakes = Table(
+    "intakes",
+    region_metadata,
+    Column("id", String(36), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # drop | upload | api | form | cli
+    Column("source", String(10), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("user_id", BigInteger),
+    # The file's name as the region gave it (no personal data in names, by the drop rules).
+    Column("original_name", String(255), nullable=False),
+    # The extracts row of a file picked up from the drop: one intake per picked-up file.
+    Column("extract_id", String(36), unique=True),
+    # xml | csv
+    Column("format", String(8), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("chunks", Integer, nullable=False),
+    # pending → running → done | failed
+    Column("state", String(10), nullable=False),
+    # Records of the file fully handled (queued, reported or rejected), committed with them.
+    Column("lines_done", BigInteger, nullable=False, server_default="0"),
+    Column("rows_read", BigInteger, nullable=False, server_default="0"),
+    Column("queued", BigInteger, nullable=False, server_default="0"),
+    Column("own_region", BigInteger, nullable=False, server_default="0"),
+    Column("duplicates", BigInteger, nullable=False, server_default="0"),
+    Column("superseded", BigInteger, nullable=False, server_default="0"),
+    Column("rejected", BigInteger, nullable=False, server_default="0"),
+    # The report in the drop's rejected/ folder, once written.
+    Column("report_name", String(255)),
+    Column("error", Text),
+    Column("claimed_by", String(64)),
+    Column("claimed_until", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Index("ix_intakes_state", "state", "created_at"),
+)
+
+intake_chunks = Table(
+    "intake_chunks",
+    region_metadata,
+    Column(
+        "intake_id",
+        String(36),
+        ForeignKey("region.intakes.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("seq", Integer, nullable=False),
+    # A piece of the file, sealed with the region's key (purpose bound to intake id and seq).
+    Column("data_enc", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("intake_id", "seq"),
+)
+
+# Rows of an extract the intake refused: where, which rule, why (personnummer masked).
+intake_rejections = Table(
+    "intake_rejections",
+    region_metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "intake_id",
+        String(36),
+        ForeignKey("region.intakes.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("line", BigInteger, nullable=False),
+    Column("field", String(200), nullable=False),
+    Column("rule", String(100), nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_intake_rejections_intake", "intake_id", "line"),
+)
+
+# The review queue: one row per record a region wants to disclose to another region. Its content
+# never changes once stored (a trigger refuses it): new content for the same woman is a new
+# record that supersedes the undecided old one.
+review_records = Table(
+    "review_records",
+    region_metadata,
+    Column("id", String(36), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("intake_id", String(36), ForeignKey("region.intakes.id"), nullable=False),
+    # Where in the intake (a CSV line, an XML record's number).
+    Column("line", BigInteger, nullable=False),
+    # The region's own id of the record, echoed in every receipt: no personal data.
+    Column("reference", String(200)),
+    # The destination: the woman's home region.
+    Column("to_lan", String(2), nullable=False),
+    # move | sample | treatment | no_information (hub.contract.model.CervixScreeningInformation)
+    Column("kind", String(20), nullable=False),
+    # The connection guide's three flags, and "any of them" for the queue and the bulk check.
+    Column("protected_identity", Boolean, nullable=False),
+    Column("blocked", Boolean, nullable=False),
+    Column("objection", Boolean, nullable=False),
+    Column("flagged", Boolean, nullable=False),
+    # SHA-256 of the canonical content (hub.contract.canonical): what a decision is taken on.
+    Column("content_sha256", String(64), nullable=False),
+    # Keyed hash (region key) of destination and content: finds a duplicate without clear text.
+    Column("content_key", String(64), nullable=False),
+    Column("pnr_hash", String(64), nullable=False),
+    Column("pnr_enc", LargeBinary, nullable=False),
+    # The cervixScreeningInformation element (standalone UTF-8 XML), sealed.
+    Column("content_enc", LargeBinary, nullable=False),
+    # Flags and counts only, never personal data.
+    Column("summary", JSON, nullable=False),
+    # Soft problems our validation found (INFO), shown to the reviewer.
+    Column("check_text", Text),
+    # pending | second_review | approved | refused | superseded
+    Column("state", String(16), nullable=False),
+    Column("superseded_by", String(36)),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("outbox_id", String(36)),
+    # The receipt of a refused (withheld) record, once written to the region's receipts/.
+    Column("receipt_name", String(255)),
+    Column("receipt_at", DateTime(timezone=True)),
+    Index("ix_review_records_queue", "state", "created_at", "id"),
+    Index("ix_review_records_intake", "intake_id", "line"),
+    Index("ix_review_records_pnr_hash", "pnr_hash"),
+    Index("ix_review_records_content_key", "content_key"),
+    Index("ix_review_records_receipt", "state", "receipt_at"),
+)
+
+# Decisions of the manual secrecy review: append-only (triggers refuse UPDATE and DELETE), each
+# on exactly the content its hash names. The outbox refers to a decision by (id, hash, outcome,
+# final), so the database itself refuses a record queued without a final approval of that
+# content.
+decisions = Table(
+    "decisions",
+    region_metadata,
+    Column("id", String(36), primary_key=True),
+    Column("record_id", String(36), ForeignKey("region.review_records.id"), nullable=False),
+    Column("content_sha256", String(64), nullable=False),
+    Column("to_lan", String(2), nullable=False),
+    # The flags as they were when decided.
+    Column("protected_identity", Boolean, nullable=False),
+    Column("blocked", Boolean, nullable=False),
+    Column("objection", Boolean, nullable=False),
+    # approve | refuse
+    Column("outcome", String(8), nullable=False),
+    # False for a first approval that waits for a second reviewer (the region's policy).
+    Column("final", Boolean, nullable=False),
+    # 1, or 2 for the second reviewer's decision.
+    Column("step", Integer, nullable=False),
+    Column("reason", Text),
+    # The reviewer: user id, name, HSA-id, the role decided in, and how they signed in.
+    Column("reviewer_user_id", BigInteger),
+    Column("reviewer_name", String(200), nullable=False),
+    Column("reviewer_hsa_id", String(64)),
+    Column("reviewer_role", String(32), nullable=False),
+    Column("auth_method", String(32), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    # A bulk decision's batch and its size; None for an individual decision.
+    Column("batch_id", String(36)),
+    Column("batch_size", Integer),
+    Column("request_id", String(64)),
+    UniqueConstraint("id", "content_sha256", "outcome", "final", name="uq_decisions_authority"),
+    CheckConstraint("outcome IN ('approve', 'refuse')", name="ck_decisions_outcome"),
+    # Flagged records are decided one by one, with a reason; so is every refusal.
+    CheckConstraint(
+        "batch_id IS NULL OR NOT (protected_identity OR blocked OR objection)",
+        name="ck_decisions_flagged_not_bulk",
+    ),
+    CheckConstraint(
+        "(outcome = 'approve' AND NOT (protected_identity OR blocked OR objection))"
+        " OR (reason IS NOT NULL AND reason <> '')",
+        name="ck_decisions_reason",
+    ),
+    Index("ix_decisions_record", "record_id", "decided_at"),
 )
 
 # Outbound: records approved for disclosure and their sending (hub.outbound). They hold personal
@@ -146,6 +340,30 @@ outbox = Table(
     Column("final_at", DateTime(timezone=True)),
     Column("receipt_name", String(255)),
     Column("receipt_at", DateTime(timezone=True)),
+    # The review record and the final approval this record is sent on; the database checks the
+    # pair against the decision (foreign key) and refuses a queued record without one.
+    Column("review_record_id", String(36), ForeignKey("region.review_records.id")),
+    Column("decision_id", String(36)),
+    Column("decision_sha256", String(64)),
+    Column("decision_outcome", String(8)),
+    Column("decision_final", Boolean),
+    ForeignKeyConstraint(
+        ["decision_id", "decision_sha256", "decision_outcome", "decision_final"],
+        [
+            "region.decisions.id",
+            "region.decisions.content_sha256",
+            "region.decisions.outcome",
+            "region.decisions.final",
+        ],
+        name="fk_outbox_decision",
+    ),
+    # Records queued before the review existed carry no decision; they can only be final (never
+    # sent again), which keeps them as history.
+    CheckConstraint(
+        "(decision_id IS NOT NULL AND decision_outcome = 'approve' AND decision_final)"
+        " OR (decision_id IS NULL AND state IN ('delivered', 'refused', 'failed'))",
+        name="ck_outbox_decided",
+    ),
     Index("ix_outbox_due", "to_lan", "state", "next_attempt_at"),
     Index("ix_outbox_receipt", "state", "receipt_at"),
     Index("ix_outbox_pnr_hash", "pnr_hash"),

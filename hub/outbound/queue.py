@@ -61,6 +61,8 @@ class Claimed:
     correlation_id: str
     request_enc: bytes
     token: str
+    #: The content hash of the approval the record is sent on (checked before every call).
+    decision_sha256: str | None = None
 
 
 def _due(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
@@ -116,6 +118,7 @@ def _claim_statement(postgresql: bool) -> Update:
                 outbox.c.attempts,
                 outbox.c.correlation_id,
                 outbox.c.request_enc,
+                outbox.c.decision_sha256,
             ],
         )
         _CLAIM_STATEMENTS[postgresql] = statement
@@ -140,7 +143,16 @@ def claim(
         params={"b_to_lan": to_lan},
     )
     return [
-        Claimed(lan, row.id, to_lan, row.attempts, row.correlation_id, row.request_enc, token)
+        Claimed(
+            lan,
+            row.id,
+            to_lan,
+            row.attempts,
+            row.correlation_id,
+            row.request_enc,
+            token,
+            row.decision_sha256,
+        )
         for row in rows
     ]
 
@@ -320,12 +332,19 @@ def resend(scope: RegionScope, record_id: str) -> None:
     now = utcnow()
     with scope.engine.begin() as connection:
         row = connection.execute(
-            select(outbox.c.state, outbox.c.to_lan).where(outbox.c.id == record_id)
+            select(outbox.c.state, outbox.c.to_lan, outbox.c.decision_id).where(
+                outbox.c.id == record_id
+            )
         ).first()
         if row is None:
             raise OutboxError(f"region {scope.lan} has no outbox record {record_id}")
         if row.state != FAILED:
             raise OutboxError(f"only a failed record can be resent; this one is {row.state}")
+        if row.decision_id is None:
+            raise OutboxError(
+                "this record was queued before the manual secrecy review existed; no decision "
+                "covers it: put it through the review queue instead"
+            )
         connection.execute(
             update(outbox)
             .where(outbox.c.id == record_id, outbox.c.state == FAILED)

@@ -48,6 +48,8 @@ class MemberRegion:
     environment: str = "SIT"
     active_from: date | None = None
     active_to: date | None = None
+    #: The review policy: a flagged record needs the approval of a second reviewer.
+    second_review_flagged: bool = False
 
     def is_active(self, today: date) -> bool:
         """An agreement is active when signed, confirmed by the platform, and today is in range."""
@@ -99,6 +101,7 @@ def _row_to_region(row: Any) -> MemberRegion:
         environment=row.environment,
         active_from=row.active_from,
         active_to=row.active_to,
+        second_review_flagged=bool(row.second_review_flagged),
     )
 
 
@@ -192,6 +195,9 @@ def region_from_file(path: Path) -> MemberRegion:
     except tomllib.TOMLDecodeError as exc:
         raise RegionError(f"{path.name}: {exc}") from None
     agreement = data.get("agreement", {})
+    review = data.get("review", {})
+    if not isinstance(review, dict) or set(review) - {"second_reviewer_for_flagged"}:
+        raise RegionError(f"{path.name}: [review] takes only second_reviewer_for_flagged")
     known = {
         "lan_code",
         "hsa_id",
@@ -201,6 +207,7 @@ def region_from_file(path: Path) -> MemberRegion:
         "drop",
         "drop_settings",
         "agreement",
+        "review",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -220,6 +227,7 @@ def region_from_file(path: Path) -> MemberRegion:
             ),
             active_from=_date(agreement.get("active_from"), f"{path.name}: agreement.active_from"),
             active_to=_date(agreement.get("active_to"), f"{path.name}: agreement.active_to"),
+            second_review_flagged=bool(review.get("second_reviewer_for_flagged", False)),
         )
     except KeyError as exc:
         raise RegionError(f"{path.name}: missing key {exc.args[0]}") from None

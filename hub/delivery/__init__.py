@@ -1,0 +1,1 @@
+"""Delivery of received messages to the regions' drops: the files, and the run that writes them."""

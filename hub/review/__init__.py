@@ -1,0 +1,5 @@
+"""The manual secrecy review: the region's queue of records and the reviewers' decisions.
+
+:mod:`hub.review.records` checks and stores records (every way in ends there),
+:mod:`hub.review.decide` records decisions and queues approved records for sending.
+"""
