@@ -44,6 +44,8 @@ if os.environ.get("AGENTHUB_LOG_FORMAT", "text").lower() == "json":
                 "stream": "ext://sys.stderr",
             }
         },
+        # The app's own records too (hub.logs.configure_logging keeps a masked root handler).
+        "root": {"handlers": ["stderr"], "level": "INFO"},
         "loggers": {
             "gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
             "gunicorn.access": {"handlers": ["stderr"], "level": "INFO", "propagate": False},

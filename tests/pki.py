@@ -127,7 +127,7 @@ class Authority:
 
 
 @dataclass(frozen=True)
-class TestPki:
+class Pki:
     """Everything the ingress test needs (see the module docstring)."""
 
     ca: Authority
@@ -138,12 +138,12 @@ class TestPki:
     platform_hsa_id: str
 
 
-def make_pki(folder: Path, platform_hsa_id: str = "SE2321000016-NTJP") -> TestPki:
+def make_pki(folder: Path, platform_hsa_id: str = "SE2321000016-NTJP") -> Pki:
     """A CA with a loopback server certificate and the three client certificates of the test."""
     ca = Authority(folder, "test-siths-ca")
     stranger = Authority(folder / "other", "some-other-ca")
     now = datetime.now(UTC)
-    return TestPki(
+    return Pki(
         ca=ca,
         server=ca.issue("server", "localhost", server_names=("localhost", "127.0.0.1")),
         platform=ca.issue("platform", "NTjP platform", serial_number=platform_hsa_id),

@@ -9,15 +9,16 @@ Who leads:
 
 * **PostgreSQL** — the worker that holds the session advisory lock :data:`LOCK_KEY` on a
   connection of its own (outside the pool, autocommit, ``application_name`` = ``agenthub worker
-  <id>`` so that ``pg_stat_activity`` names the leader). The lock lives exactly as long as that
-  session: when the leader dies (SIGKILL included) its socket closes, PostgreSQL ends the session
-  and the lock is free for the next poll of another worker. Advisory locks are not replicated:
-  after a failover nobody holds the lock on the new primary, the leader's ping fails on the lost
-  connection so it stops leading, and every worker reconnects (the database URL lists both hosts,
-  ``target_session_attrs=read-write``) and tries again; the lock lets exactly one of them win.
-  The lock session asks the server for TCP keepalives and a user timeout, so a leader cut off by
-  a partition also loses its session on the server side (about 30 s), after it stopped leading on
-  its own side (its ping fails within the 10 s ``tcp_user_timeout`` plus one poll).
+  <pid> <worker id>`` so that ``pg_stat_activity`` names the leader). The lock lives exactly as
+  long as that session: when the leader dies (SIGKILL included) its socket closes, PostgreSQL
+  ends the session and the lock is free for the next poll of another worker. Advisory locks are
+  not replicated: after a failover nobody holds the lock on the new primary, the leader's ping
+  fails on the lost connection so it stops leading, and every worker reconnects (the database
+  URL lists both hosts, ``target_session_attrs=read-write``) and tries again; the lock lets
+  exactly one of them win. The lock session asks the server for TCP keepalives and a user
+  timeout, so a leader cut off by a partition also loses its session on the server side (about
+  30 s), after it stopped leading on its own side (its ping fails within the 10 s
+  ``tcp_user_timeout`` plus one poll).
 * **SQLite** (the embedded default, one machine by definition) — an exclusive ``flock`` on
   ``<data dir>/scheduler.lock``, which the kernel releases when the process dies.
 
@@ -88,7 +89,8 @@ class PostgresLeadership:
         # The same bounded waits as the hub's pools (hub.db); the URL's own parameters win.
         cparams.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
         cparams.setdefault("tcp_user_timeout", TCP_USER_TIMEOUT_MS)
-        cparams["application_name"] = f"agenthub worker {worker_id}"[:63]
+        # Names the leader in pg_stat_activity; the pid first, since PostgreSQL keeps 63 bytes.
+        cparams["application_name"] = f"agenthub worker {os.getpid()} {worker_id}"[:63]
         extra = cparams.get("options", "")
         cparams["options"] = f"{extra} {_SERVER_OPTIONS}".strip()
         self._cargs: list[Any] = list(cargs)
@@ -146,8 +148,14 @@ class PostgresLeadership:
             return self._held
 
     def release(self) -> None:
-        """Close the lock's session: the server frees the lock with it."""
+        """Unlock, then close the lock's session (which would free the lock by itself too, but
+        only once the server noticed: unlocking first lets a spare take over at its next poll)."""
         with self._lock:
+            if self._held and self._connection is not None and not self._connection.closed:
+                try:
+                    self._query("SELECT pg_advisory_unlock(%s)", (self.key,))
+                except psycopg2.Error:
+                    pass  # the session is going anyway, and the lock with it
             self._drop_connection()
 
 
