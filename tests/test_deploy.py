@@ -754,6 +754,18 @@ class Stack:
         return _run([str(DEPLOY / "sftp-account"), *args], env=self.sftp_env).stdout
 
 
+def _free_id_base() -> int:
+    """A base id such that base + 0..99 is no user's or group's id on this machine."""
+    import grp
+
+    taken = {u.pw_uid for u in pwd.getpwall()} | {g.gr_gid for g in grp.getgrall()}
+    # In random order: two test sessions on one machine must not pick the same range.
+    for base in random.Random().sample(range(61000, 64000, 100), 30):
+        if not taken & set(range(base, base + 100)):
+            return base
+    raise AssertionError("no free range of 100 ids between 61000 and 64000")
+
+
 def _write_secret(path: Path, value: str, owner: str, group: str, mode: int) -> None:
     path.write_text(value + "\n")
     shutil.chown(path, owner, group)
@@ -976,10 +988,17 @@ def stack() -> Iterator[Stack]:
         key_dir = base / "region-keys"
         key_dir.mkdir(mode=0o700)
         region_keys = {}
+        uid_base = _free_id_base()
         for lan in (LAN_A, LAN_B):
             private, _public = generate_key(key_dir, f"region{lan}")
             region_keys[lan] = private
-            _run([str(DEPLOY / "sftp-account"), "add", lan, f"{private}.pub"], env=sftp_env)
+            # Region B with ids of its own choosing, as hosts sharing the drops need.
+            env = (
+                {**sftp_env, "AGENTHUB_SFTP_UID_BASE": str(uid_base)} if lan == LAN_B else sftp_env
+            )
+            _run([str(DEPLOY / "sftp-account"), "add", lan, f"{private}.pub"], env=env)
+        entry = pwd.getpwnam(accounts.region_user(LAN_B))
+        assert (entry.pw_uid, entry.pw_gid) == (uid_base + int(LAN_B),) * 2
 
         # sshd with the fragment, on a free port.
         ssh_dir = base / "sshd"
@@ -1007,7 +1026,9 @@ def stack() -> Iterator[Stack]:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         config = ssh_dir / "sshd_config"
         for extra in ("PerSourcePenalties no\n", ""):  # OpenSSH < 9.8 does not know it
-            config.write_text(main + extra + f"Include {ssh_dir / 'agenthub-sftp.conf'}\n")
+            # At the top, where Debian's sshd_config includes sshd_config.d/*.conf: the
+            # fragment's Match block ends with its file and leaves the lines after it global.
+            config.write_text(f"Include {ssh_dir / 'agenthub-sftp.conf'}\n" + main + extra)
             probe = subprocess.run(["/usr/sbin/sshd", "-t", "-f", str(config)], capture_output=True)
             if probe.returncode == 0:
                 break
@@ -1406,6 +1427,8 @@ def test_region_a_cannot_read_or_list_region_b_drop(stack: Stack) -> None:
     by path, not even outside the chroot; a login as B with A's key, a password or a shell
     command get nothing. What the hub delivered A can read, and what A uploads the hub picks up."""
     b_drop = stack.drop(LAN_B)
+    assert stack.call(stack.platform_session(), LAN_A, random.Random(5)).acknowledged
+    _wait("the hub to deliver to region A", lambda: stack.pending(LAN_A) == 0, 30)
     with stack.sftp(LAN_A) as sftp:
         assert sorted(sftp.listdir("/")) == ["drop"]
         assert sorted(sftp.listdir("/drop")) == ["extracts", "receipts", "received", "rejected"]
@@ -1548,6 +1571,9 @@ def test_backup_and_restore_of_one_region_and_of_all(stack: Stack) -> None:
         "PGDATABASE": "agenthub",
         "PG_BIN": str(PG_BIN),
     }
+    session, rng = stack.platform_session(), random.Random(11)
+    for lan in (LAN_A, LAN_B):
+        assert stack.call(session, lan, rng).acknowledged
     dumps = stack.base / "backups"
     dumps.mkdir()
     backup, restore = str(DEPLOY / "postgres" / "backup"), str(DEPLOY / "postgres" / "restore")
@@ -1556,9 +1582,8 @@ def test_backup_and_restore_of_one_region_and_of_all(stack: Stack) -> None:
     assert region_dump.name.startswith(f"agenthub-region_{LAN_A}-") and region_dump.stat().st_size
     assert full_dump.name.startswith("agenthub-all-") and full_dump.stat().st_size
     at_backup = {lan: set(stack.stored(lan)) for lan in (LAN_A, LAN_B)}
-    assert at_backup[LAN_A]
+    assert at_backup[LAN_A] and at_backup[LAN_B]
 
-    session, rng = stack.platform_session(), random.Random(11)
     later_b = stack.call(session, LAN_B, rng)
     assert later_b.acknowledged
     # Region 14's store is lost (as the owner: dropped with everything in it) ...
