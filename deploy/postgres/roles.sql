@@ -16,8 +16,6 @@ SELECT 'CREATE ROLE agenthub_app LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREP
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'agenthub_app') \gexec
 ALTER ROLE agenthub_owner PASSWORD :'owner_password';
 ALTER ROLE agenthub_app PASSWORD :'app_password';
--- A statement the app runs is never worth more than the platform's 29 s.
-ALTER ROLE agenthub_app SET statement_timeout = '25s';
 
 SELECT 'CREATE DATABASE agenthub OWNER agenthub_owner'
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'agenthub') \gexec
