@@ -16,7 +16,7 @@ import psycopg2
 
 from hub.contract.names import SOAP11_ENV_NS
 from hub.contract.serialise import build_response_envelope
-from hub.contract.validate import schema
+from hub.contract.wsdl import schema
 from hub.contract.xmlsafe import parse_untrusted
 
 _OK = build_response_envelope("OK", None)

@@ -45,12 +45,13 @@ sys.path.insert(0, str(ROOT))
 
 from hub.config import load_settings  # noqa: E402
 from hub.context import Hub, build_hub  # noqa: E402
+from hub.db.migrate import upgrade_hub  # noqa: E402
+from hub.delivery.run import deliver_region, pending_counts  # noqa: E402
 from hub.drops.base import RECEIVED  # noqa: E402
+from hub.inbound.seed import seed_messages  # noqa: E402
 from hub.jobs.config import load_job_settings  # noqa: E402
-from hub.jobs.delivery import deliver_region, pending_counts  # noqa: E402
-from hub.jobs.seed import seed_messages  # noqa: E402
-from hub.migrate import upgrade_hub  # noqa: E402
-from hub.tenancy.registry import Region, save_region  # noqa: E402
+from hub.tenancy.access import system_actor  # noqa: E402
+from hub.tenancy.registry import MemberRegion, save_region  # noqa: E402
 
 
 @dataclass
@@ -67,10 +68,10 @@ class Row:
         return self.messages / self.seconds if self.seconds else float("inf")
 
 
-def active(lan: str, hsa: str, name: str, url: str, settings: dict[str, object]) -> Region:
+def active(lan: str, hsa: str, name: str, url: str, settings: dict[str, object]) -> MemberRegion:
     """A member region with an active agreement and the given drop."""
     start = date.today() - timedelta(days=30)
-    return Region(
+    return MemberRegion(
         lan_code=lan,
         hsa_id=hsa,
         name=name,
@@ -82,7 +83,7 @@ def active(lan: str, hsa: str, name: str, url: str, settings: dict[str, object])
     )
 
 
-def deliver_everything(hub: Hub, region: Region, lanes: int) -> float:
+def deliver_everything(hub: Hub, region: MemberRegion, lanes: int) -> float:
     """Run deliveries until nothing is pending; return the wall time."""
     settings = load_job_settings().with_overrides(lanes=lanes, run_budget_s=3600)
     started = time.perf_counter()
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = max(1, min(args.rounds, count))
     try:
         folder_region = active("14", "SE2321000131", "Bench folder", str(work / "folder-drop"), {})
-        save_region(hub.db, hub.keys, folder_region, "bench", create=True)
+        save_region(hub.db, hub.keys, folder_region, system_actor("bench"), create=True)
         regions = [folder_region]
         if not args.no_sftp:
             from tests.sshd import _start_server
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"sftp://{server.username}@{server.host}:{server.port}{base}",
                 {"password_file": str(password_file), "host_key": server.host_key_line},
             )
-            save_region(hub.db, hub.keys, sftp_region, "bench", create=True)
+            save_region(hub.db, hub.keys, sftp_region, system_actor("bench"), create=True)
             regions.append(sftp_region)
 
         # Interleaved rounds: each round seeds a slice (untimed), delivers it through the hub and

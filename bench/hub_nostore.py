@@ -13,8 +13,8 @@ from typing import Any
 
 from flask import Flask
 
-from hub.app import create_app, serving_app
 from hub.context import Hub, build_hub
+from hub.web.app import create_app, serving_app
 
 
 class NoStore:

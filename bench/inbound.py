@@ -42,9 +42,10 @@ from hub.contract.names import ENDPOINT_PATH
 from hub.contract.personnummer import generate
 from hub.contract.samples import Scenario, sample_information
 from hub.contract.serialise import build_request_envelope
-from hub.migrate import upgrade_hub
-from hub.tables import messages
-from hub.tenancy.registry import Region, save_region
+from hub.db.migrate import upgrade_hub
+from hub.db.region_tables import messages
+from hub.tenancy.access import system_actor
+from hub.tenancy.registry import MemberRegion, save_region
 
 REGIONS = [
     ("01", "SE2321000016", "Region Stockholm"),
@@ -172,10 +173,10 @@ def main() -> int:
         save_region(
             hub.db,
             hub.keys,
-            Region(
+            MemberRegion(
                 lan, hsa, name, agreement_signed=start, platform_confirmed=start, active_from=start
             ),
-            "bench",
+            system_actor("bench"),
             create=True,
         )
 

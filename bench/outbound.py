@@ -44,29 +44,34 @@ from sqlalchemy import delete, select, update
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import free_port
+from hub.clock import swedish_today
 from hub.config import load_settings
-from hub.consumer.client import soap_action
-from hub.consumer.outbox import Approval, enqueue_many
-from hub.consumer.receipts import write_receipts
-from hub.consumer.sender import Dispatcher
-from hub.consumer.settings import (
+from hub.context import Hub, build_hub
+from hub.contract.names import ENDPOINT_PATH, HDR_CORRELATION_ID
+from hub.contract.personnummer import generate
+from hub.contract.samples import Scenario, sample_information
+from hub.contract.xmlsafe import parse_untrusted
+from hub.db.hub_tables import operator_audit
+from hub.db.migrate import upgrade_hub
+from hub.db.region_tables import outbox, outbox_attempts
+from hub.drops.state import Backoff
+from hub.outbound.client import soap_action
+from hub.outbound.enqueue import Approval, enqueue_many
+from hub.outbound.receipts import write_receipts
+from hub.outbound.sender import Dispatcher
+from hub.outbound.settings import (
     DEV_AGENT_HSAID,
     DEV_CONSUMER_HEADER,
     ConsumerSettings,
     DestinationPolicy,
 )
-from hub.consumer.tables import QUEUED, outbox, outbox_attempts
-from hub.context import Hub, build_hub
-from hub.contract.names import ENDPOINT_PATH, HDR_CORRELATION_ID
-from hub.contract.personnummer import generate
-from hub.contract.samples import Scenario, sample_information
-from hub.contract.validate import swedish_today
-from hub.contract.xmlsafe import parse_untrusted
-from hub.migrate import upgrade_hub
+from hub.outbound.states import QUEUED
 from hub.sim.config import LAN_CODES
 from hub.sim.mock import MockProducer, parse_mock_url
-from hub.tables import operator_audit
-from hub.tenancy.registry import Region, save_region
+from hub.tenancy.access import Permission, region_scope, system_actor
+from hub.tenancy.registry import MemberRegion, save_region
+
+BENCH = system_actor("bench")
 
 MEMBERS = [
     ("14", "SE2321000131", "Västra Götalandsregionen"),
@@ -177,7 +182,7 @@ def setup(kind: str, folder: Path) -> Hub:
     upgrade_hub(hub.db)
     start = date.today() - timedelta(days=30)
     for lan, hsa, name in MEMBERS:
-        region = Region(
+        region = MemberRegion(
             lan,
             hsa,
             name,
@@ -186,7 +191,7 @@ def setup(kind: str, folder: Path) -> Hub:
             platform_confirmed=start,
             active_from=start,
         )
-        save_region(hub.db, hub.keys, region, "bench", create=False)
+        save_region(hub.db, hub.keys, region, BENCH, create=False)
     return hub
 
 
@@ -210,7 +215,8 @@ def queue_records(hub: Hub, n: int) -> float:
     started = time.perf_counter()
     for lan, approvals in batches.items():
         for chunk in range(0, len(approvals), 1000):
-            answers = enqueue_many(hub, lan, approvals[chunk : chunk + 1000], "bench")
+            scope = region_scope(hub, BENCH, lan, Permission.DECIDE)
+            answers = enqueue_many(scope, approvals[chunk : chunk + 1000])
             bad = [a for a in answers if isinstance(a, Exception)]
             assert not bad, bad[:3]
     return time.perf_counter() - started
@@ -239,7 +245,7 @@ def reset(hub: Hub) -> None:
                 )
             )
     with hub.db.hub.begin() as connection:
-        from hub.consumer.tables import alerts
+        from hub.db.hub_tables import alerts
 
         connection.execute(delete(alerts))
         connection.execute(delete(operator_audit).where(operator_audit.c.action.like("alert%")))
@@ -445,9 +451,9 @@ def main() -> int:
             )
         )
         started = time.perf_counter()
-        written = write_receipts(hub)
+        written = write_receipts(hub, Backoff())
         while written < n:
-            more = write_receipts(hub)
+            more = write_receipts(hub, Backoff())
             if not more:
                 break
             written += more

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from hub.config import Settings, load_settings
 from hub.contract.codes import DEFAULT_CODE_LISTS, CodeLists, load_code_lists
 from hub.db import Database
-from hub.groupcommit import GroupCommit
+from hub.inbound.groupcommit import GroupCommit
 from hub.logs import configure_logging
 from hub.tenancy.keys import KeyStore, load_master_key
 from hub.tenancy.routing import Router

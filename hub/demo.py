@@ -30,15 +30,22 @@ from pathlib import Path
 
 from werkzeug.serving import make_server
 
-from hub.app import create_app
+from hub.clock import swedish_today
 from hub.config import Settings
 from hub.context import Hub, build_hub
 from hub.contract.names import ENDPOINT_PATH
 from hub.contract.personnummer import generate, mask
 from hub.contract.samples import sample_information
-from hub.contract.validate import swedish_today
-from hub.migrate import upgrade_all, upgrade_hub
+from hub.db.migrate import upgrade_all, upgrade_hub
+from hub.outbound.enqueue import enqueue
+from hub.outbound.settings import load_consumer_settings
+from hub.outbound.views import list_outbox
+from hub.shipped import shipped_dir
+from hub.sim.config import default_sim_config
+from hub.sim.server import serve_sim_in_thread
+from hub.tenancy.access import Permission, region_scope, system_actor
 from hub.tenancy.registry import sync_regions
+from hub.web.app import create_app
 
 # (sending region, home region, scenario, what it means)
 EXCHANGES = (
@@ -50,9 +57,9 @@ FINAL = ("delivered", "refused", "failed")
 
 
 def regions_folder() -> Path:
-    """The demo region files: ``./regions`` if present, else the checkout's ``regions/``."""
+    """The demo region files: ``./regions`` if present, else the ``regions/`` shipped with it."""
     here = Path.cwd() / "regions"
-    return here if here.is_dir() else Path(__file__).resolve().parent.parent / "regions"
+    return here if here.is_dir() else shipped_dir("regions")
 
 
 @contextlib.contextmanager
@@ -68,12 +75,14 @@ def _serve(app: object, port: int, name: str) -> Iterator[int]:
 
 
 def _worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(Path(env["AGENTHUB_DATA_DIR"]) / "worker.log", "ab"),
-    )
+    with (Path(env["AGENTHUB_DATA_DIR"]) / "worker.log").open("ab") as log:
+        # The child keeps its own copy of the file; the parent's closes here.
+        return subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
 
 
 def _stop(worker: subprocess.Popen[bytes]) -> None:
@@ -97,11 +106,6 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 def run_demo(settings: Settings, *, port: int, sim_port: int, once: bool, timeout: float) -> int:
     """Run the demo; with ``once`` stop after the exchange (0 if every record was delivered)."""
-    from hub.consumer.outbox import enqueue, list_outbox
-    from hub.consumer.settings import load_consumer_settings
-    from hub.sim.config import default_sim_config
-    from hub.sim.server import serve_sim_in_thread
-
     # SIGTERM ends the demo like Ctrl-C, so the worker it started is stopped too.
     signal.signal(signal.SIGTERM, _interrupt)
     hub: Hub = build_hub(settings)
@@ -111,7 +115,8 @@ def run_demo(settings: Settings, *, port: int, sim_port: int, once: bool, timeou
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
     upgrade_hub(hub.db)
     print(f"data folder: {settings.data_dir}")
-    for lan, what in sorted(sync_regions(hub.db, hub.keys, regions_folder(), "demo").items()):
+    demo = system_actor("demo", "cli")
+    for lan, what in sorted(sync_regions(hub.db, hub.keys, regions_folder(), demo).items()):
         print(f"  region {lan}: {what}")
     upgrade_all(hub.db)
     hub.router.invalidate()
@@ -148,12 +153,14 @@ def run_demo(settings: Settings, *, port: int, sim_port: int, once: bool, timeou
         print()
 
         rng = random.Random()  # noqa: S311 - synthetic test people, not secrets
+        reviewer = system_actor("demo:reviewer", "cli")
         today = swedish_today()
         queued: list[tuple[str, str, str]] = []
         for sender, home, scenario, meaning in EXCHANGES:
             pnr = generate(rng, born=today - timedelta(days=365 * rng.randint(30, 60)))
             info = sample_information(scenario, pnr=pnr, sending_lan=sender, today=today)  # type: ignore[arg-type]
-            record = enqueue(hub, sender, home, info, "demo:reviewer")
+            scope = region_scope(hub, reviewer, sender, Permission.DECIDE)
+            record = enqueue(scope, home, info)
             queued.append((sender, record.record_id, home))
             print(f"approved in {sender} for {home}: {scenario:<9} {mask(pnr)}  ({meaning})")
 
@@ -163,7 +170,7 @@ def run_demo(settings: Settings, *, port: int, sim_port: int, once: bool, timeou
         while time.monotonic() < deadline:
             states = {}
             for sender, record_id, _ in queued:
-                for view in list_outbox(hub, sender, "demo"):
+                for view in list_outbox(region_scope(hub, demo, sender, Permission.READ_METADATA)):
                     if view.id == record_id:
                         states[record_id] = view.state
             drops = [settings.data_dir / "drops" / lan for lan in ("01", "14")]

@@ -1,5 +1,5 @@
 """WSGI entry point for a production server: ``gunicorn hub.wsgi:app`` (see deploy/)."""
 
-from hub.app import serving_app
+from hub.web.app import serving_app
 
 app = serving_app()

@@ -2,7 +2,9 @@
 
 PostgreSQL: a fresh database per test on 127.0.0.1:5432 (user postgres, trust auth), dropped
 after. Without a server the PostgreSQL half is skipped on a laptop and fails under ``CI=true``.
-Personas: region A (14) and region B (01); B must never see what A holds.
+Regions: A (14) and B (01); B must never see what A holds. Personas (:data:`ALICE`, :data:`BOB`,
+:data:`CHARLIE`, :data:`OLOF`): Alice reviews for 14, Bob views 14, Charlie reviews for 01 and
+must see nothing of 14, Olof is the agent's operator and sees no woman's content.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ import pytest
 from sqlalchemy import Engine, event
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from hub.app import create_app
 from hub.config import Settings, load_settings
 from hub.context import Hub, build_hub
 from hub.contract.personnummer import generate
-from hub.migrate import upgrade_hub
-from hub.tenancy.registry import Region, save_region
+from hub.db.migrate import upgrade_hub
+from hub.tenancy.access import Actor, Permission, RegionScope, Role, region_scope, system_actor
+from hub.tenancy.registry import MemberRegion, save_region
+from hub.web.app import create_app
 
 # The real OpenSSH server fixture (tests/sshd.py) is shared by drop and job tests.
 pytest_plugins = ["tests.sshd"] if (Path(__file__).parent / "sshd.py").exists() else []
@@ -38,6 +41,39 @@ _counter = itertools.count()
 
 REGION_A = ("14", "SE2321000131", "Västra Götalandsregionen")
 REGION_B = ("01", "SE2321000016", "Region Stockholm")
+
+ALICE = Actor(
+    kind="user",
+    label="user:alice",
+    name="Alice Andersson",
+    hsa_id="SE2321000131-A1",
+    roles={"14": frozenset({Role.REVIEWER})},
+    auth_method="password+totp",
+)
+BOB = Actor(
+    kind="user",
+    label="user:bob",
+    name="Bob Berg",
+    hsa_id="SE2321000131-B2",
+    roles={"14": frozenset({Role.VIEWER})},
+    auth_method="password+totp",
+)
+CHARLIE = Actor(
+    kind="user",
+    label="user:charlie",
+    name="Charlie Carlsson",
+    hsa_id="SE2321000016-C3",
+    roles={"01": frozenset({Role.REVIEWER})},
+    auth_method="password+totp",
+)
+OLOF = Actor(
+    kind="user",
+    label="user:olof",
+    name="Olof Olsson",
+    hsa_id="SE0000000000-O4",
+    operator=True,
+    auth_method="password+totp",
+)
 
 
 def _pg_connect(dbname: str = "postgres") -> Any:
@@ -176,10 +212,17 @@ def hub(settings: Settings) -> Iterator[Hub]:
     built.close()
 
 
-def active_region(lan: str, hsa_id: str, name: str, drop: str | None = None) -> Region:
+def scope_of(
+    hub: Hub, lan: str, label: str = "test", permission: Permission = Permission.READ_METADATA
+) -> RegionScope:
+    """Region ``lan``'s scope for the hub's own system actor named ``label`` (jobs, the CLI)."""
+    return region_scope(hub, system_actor(label), lan, permission)
+
+
+def active_region(lan: str, hsa_id: str, name: str, drop: str | None = None) -> MemberRegion:
     """A region with a signed, confirmed agreement active since last year."""
     start = date.today() - timedelta(days=365)
-    return Region(
+    return MemberRegion(
         lan_code=lan,
         hsa_id=hsa_id,
         name=name,
@@ -191,14 +234,14 @@ def active_region(lan: str, hsa_id: str, name: str, drop: str | None = None) -> 
 
 
 @pytest.fixture
-def add_region(hub: Hub, tmp_path: Path) -> Callable[..., Region]:
+def add_region(hub: Hub, tmp_path: Path) -> Callable[..., MemberRegion]:
     """Register an active member region (drop: a folder under tmp_path)."""
 
-    def add(lan: str, hsa_id: str, name: str, **changes: Any) -> Region:
+    def add(lan: str, hsa_id: str, name: str, **changes: Any) -> MemberRegion:
         region = active_region(lan, hsa_id, name, drop=str(tmp_path / "drops" / lan))
         if changes:
-            region = Region(**{**region.__dict__, **changes})
-        save_region(hub.db, hub.keys, region, "test", create=False)
+            region = MemberRegion(**{**region.__dict__, **changes})
+        save_region(hub.db, hub.keys, region, system_actor("test"), create=False)
         hub.router.invalidate()
         return region
 
@@ -206,7 +249,7 @@ def add_region(hub: Hub, tmp_path: Path) -> Callable[..., Region]:
 
 
 @pytest.fixture
-def regions_ab(add_region: Callable[..., Region]) -> tuple[Region, Region]:
+def regions_ab(add_region: Callable[..., MemberRegion]) -> tuple[MemberRegion, MemberRegion]:
     """Region A (14) and region B (01), both active members."""
     return add_region(*REGION_A), add_region(*REGION_B)
 

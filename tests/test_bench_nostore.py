@@ -6,12 +6,12 @@ from collections.abc import Callable
 
 from bench.hub_nostore import build_app
 from hub.context import Hub
-from hub.tenancy.registry import Region
+from hub.tenancy.registry import MemberRegion
 from tests.test_producer import count, envelope, post, result
 
 
 def test_no_store_hub_validates_and_answers_but_stores_nothing(
-    hub: Hub, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub, regions_ab: tuple[MemberRegion, MemberRegion], make_pnr: Callable[[], str]
 ) -> None:
     client = build_app(hub).test_client()
 

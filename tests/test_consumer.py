@@ -23,40 +23,35 @@ from sqlalchemy import select, text
 from werkzeug.wrappers import Request, Response
 
 from hub.cli import main
+from hub.clock import swedish_today
 from hub.config import ConfigError
-from hub.consumer import client as client_module
-from hub.consumer.client import build_envelope, classify_response
-from hub.consumer.jobs import register_jobs
-from hub.consumer.outbox import (
-    Approval,
-    Enqueued,
-    OutboxError,
-    claim,
-    enqueue,
-    enqueue_many,
-    get_record,
-    list_alerts,
-    list_outbox,
-    resend,
-)
-from hub.consumer.sender import Dispatcher, RateLimiter, drain, run_senders_once
-from hub.consumer.settings import (
-    DEV_CONSUMER_HEADER,
-    ConsumerSettings,
-    DestinationPolicy,
-    load_consumer_settings,
-)
-from hub.consumer.tables import outbox
 from hub.context import Hub
 from hub.contract.names import ENDPOINT_PATH, HDR_CORRELATION_ID, RESPONDER_NS, SOAP_ACTION
 from hub.contract.parse import parse_request
 from hub.contract.samples import sample_information
 from hub.contract.serialise import build_response_envelope, information_to_element
-from hub.contract.validate import swedish_today
+from hub.db.hub_tables import operator_audit
+from hub.db.region_tables import outbox
+from hub.jobs.config import JobSettings
+from hub.jobs.worker import add_jobs
+from hub.ops.alerts import list_alerts
+from hub.outbound import client as client_module
+from hub.outbound.client import build_envelope, classify_response
+from hub.outbound.enqueue import Approval, Enqueued, enqueue, enqueue_many
+from hub.outbound.queue import claim, resend
+from hub.outbound.sender import Dispatcher, RateLimiter, drain, run_senders_once
+from hub.outbound.settings import (
+    DEV_CONSUMER_HEADER,
+    ConsumerSettings,
+    DestinationPolicy,
+    load_consumer_settings,
+)
+from hub.outbound.states import OutboxError
+from hub.outbound.views import get_record, list_outbox
 from hub.sim.faults import VpCode, VpFault, fault_body, soap_fault
-from hub.tables import operator_audit
-from hub.tenancy.registry import Region
-from tests.conftest import LiveServer
+from hub.tenancy.access import NotFound, Permission
+from hub.tenancy.registry import MemberRegion
+from tests.conftest import LiveServer, scope_of
 
 A, B, C = "14", "01", "12"
 PAYLOAD = f"{{{RESPONDER_NS}}}cervixScreeningInformation"
@@ -132,11 +127,9 @@ def queue(
     today = swedish_today()
     return [
         enqueue(
-            hub,
-            lan,
+            scope_of(hub, lan, f"reviewer@{lan}"),
             to,
             sample_information("sample", pnr=make_pnr(), sending_lan=lan, today=today),
-            f"reviewer@{lan}",
             **kw,
         ).record_id
         for _ in range(n)
@@ -299,7 +292,7 @@ def test_rate_cap_holds_through_the_sender(
 
 def test_regions_share_a_destination_fairly(
     hub: Hub,
-    add_region: Callable[..., Region],
+    add_region: Callable[..., MemberRegion],
     platform: tuple[FakePlatform, LiveServer],
     make_pnr: Callable[[], str],
 ) -> None:
@@ -336,7 +329,7 @@ def test_the_request_carries_soapaction_correlation_id_identity_and_logical_addr
 ) -> None:
     fake, server = platform
     info = sample_information("move", pnr=make_pnr(), sending_lan=A, today=swedish_today())
-    queued = enqueue(hub, A, B, info, "reviewer@14")
+    queued = enqueue(scope_of(hub, A, "reviewer@14"), B, info)
     run_senders_once(hub, settings_for(server.url))
     [seen] = fake.seen
     headers = {k.lower(): v for k, v in seen.headers.items()}
@@ -379,7 +372,7 @@ def test_http_5xx_without_soap_is_resent_then_failed(
     fake.answer = lambda _b: (503, b"busy", "text/plain")
     [record_id] = queue(hub, make_pnr)
     drain(hub, settings_for(server.url), timeout=20)
-    found = get_record(hub, A, record_id, "test")
+    found = get_record(scope_of(hub, A, "test"), record_id)
     assert found is not None
     assert (found[0].state, found[0].attempts, found[0].fault_code) == ("failed", 3, "HTTP503")
     assert [t.http_status for t in found[1]] == [503, 503, 503]
@@ -396,7 +389,7 @@ def test_a_transient_fault_then_ok_is_delivered_on_the_second_attempt(
     fake.answer = lambda _b: next(answers, (200, build_response_envelope("OK", None), "text/xml"))
     [record_id] = queue(hub, make_pnr)
     drain(hub, settings_for(server.url), timeout=20)
-    found = get_record(hub, A, record_id, "test")
+    found = get_record(scope_of(hub, A, "test"), record_id)
     assert found is not None
     assert (found[0].state, found[0].attempts) == ("delivered", 2)
     assert [(t.outcome, t.code) for t in found[1]] == [("retry", "VP009"), ("delivered", "OK")]
@@ -409,9 +402,9 @@ def test_a_transient_fault_then_ok_is_delivered_on_the_second_attempt(
 
 def test_an_invalid_record_is_refused_with_the_rule(hub: Hub, regions_ab: Any) -> None:
     info = sample_information("sample", pnr="196201209984", sending_lan=A, today=swedish_today())
-    with pytest.raises(OutboxError, match=r"personId/extension.*§3.1"):
-        enqueue(hub, A, B, info, "reviewer@14")
-    assert list_outbox(hub, A, "test") == []
+    with pytest.raises(OutboxError, match=r"personId/extension.*personnummer rule"):
+        enqueue(scope_of(hub, A, "reviewer@14"), B, info)
+    assert list_outbox(scope_of(hub, A, "test")) == []
 
 
 @pytest.mark.parametrize(
@@ -420,7 +413,6 @@ def test_an_invalid_record_is_refused_with_the_rule(hub: Hub, regions_ab: Any) -
         (A, A, A, "does not send to itself"),
         (A, "99", A, "not a län code"),
         (A, B, B, "sendingRegion"),
-        (C, B, C, "not a member"),
     ],
 )
 def test_enqueue_refuses_what_must_not_be_sent(
@@ -434,11 +426,19 @@ def test_enqueue_refuses_what_must_not_be_sent(
 ) -> None:
     info = sample_information("sample", pnr=make_pnr(), sending_lan=sender, today=swedish_today())
     with pytest.raises(OutboxError, match=message):
-        enqueue(hub, lan, to, info, "reviewer")
+        enqueue(scope_of(hub, lan, "reviewer"), to, info)
+
+
+def test_a_region_that_is_not_a_member_gets_no_scope_to_send_from(
+    hub: Hub, regions_ab: Any
+) -> None:
+    # The check moved from enqueue to the one home of authorisation: no scope, no outbox.
+    with pytest.raises(NotFound, match="not registered"):
+        scope_of(hub, C, "reviewer", Permission.DECIDE)
 
 
 def test_a_region_whose_agreement_ended_cannot_send(
-    hub: Hub, add_region: Callable[..., Region], make_pnr: Callable[[], str]
+    hub: Hub, add_region: Callable[..., MemberRegion], make_pnr: Callable[[], str]
 ) -> None:
     add_region(A, "SE2321000131", "A", active_to=swedish_today() - timedelta(days=1))
     with pytest.raises(OutboxError, match="agreement is not active"):
@@ -449,10 +449,10 @@ def test_approving_the_same_record_twice_queues_it_once(
     hub: Hub, regions_ab: Any, make_pnr: Callable[[], str]
 ) -> None:
     info = sample_information("treatment", pnr=make_pnr(), sending_lan=A, today=swedish_today())
-    first = enqueue(hub, A, B, info, "reviewer@14")
-    again = enqueue(hub, A, B, information_to_element(info), "reviewer@14")
+    first = enqueue(scope_of(hub, A, "reviewer@14"), B, info)
+    again = enqueue(scope_of(hub, A, "reviewer@14"), B, information_to_element(info))
     assert again.duplicate and again.record_id == first.record_id
-    assert len(list_outbox(hub, A, "test")) == 1
+    assert len(list_outbox(scope_of(hub, A, "test"))) == 1
 
 
 def test_personal_data_is_sealed_at_rest_and_masked_in_lists(
@@ -460,12 +460,12 @@ def test_personal_data_is_sealed_at_rest_and_masked_in_lists(
 ) -> None:
     pnr = make_pnr()
     info = sample_information("move", pnr=pnr, sending_lan=A, today=swedish_today())
-    enqueue(hub, A, B, info, "reviewer@14")
+    enqueue(scope_of(hub, A, "reviewer@14"), B, info)
     with hub.db.region(A).connect() as connection:
         row = connection.execute(select(outbox)).one()
     raw = b"".join(v if isinstance(v, bytes) else str(v).encode() for v in row)
     assert pnr.encode() not in raw and pnr[2:].encode() not in raw
-    [view] = list_outbox(hub, A, "test")
+    [view] = list_outbox(scope_of(hub, A, "test"))
     assert view.masked_pnr == f"{pnr[:8]}-****"
 
 
@@ -473,17 +473,21 @@ def test_region_b_sees_nothing_of_region_as_outbox(
     hub: Hub, regions_ab: Any, make_pnr: Callable[[], str]
 ) -> None:
     [record_id] = queue(hub, make_pnr)
-    assert list_outbox(hub, B, "test") == []
-    assert get_record(hub, B, record_id, "test") is None
+    assert list_outbox(scope_of(hub, B, "test")) == []
+    assert get_record(scope_of(hub, B, "test"), record_id) is None
     with pytest.raises(OutboxError):
-        resend(hub, B, record_id, "operator")
+        resend(scope_of(hub, B, "operator"), record_id)
     with hub.db.region(B).connect() as connection:
         assert connection.execute(select(outbox.c.id)).all() == []
     if not hub.db.is_sqlite:
-        # B's engine resolves "region" to B's schema only; A's table is in another schema.
-        with hub.db.region(B).connect() as connection:
-            schema = connection.execute(text("select current_schema()")).scalar()
-        assert schema is not None
+        # B's engine names B's schema in every statement; A's record lies in A's schema alone.
+        assert hub.db.region(B).get_execution_options()["schema_translate_map"] == {
+            "region": f"region_{B}"
+        }
+        with hub.db.hub.connect() as connection:
+            in_a = connection.execute(text("SELECT count(*) FROM region_14.outbox")).scalar()
+            in_b = connection.execute(text("SELECT count(*) FROM region_01.outbox")).scalar()
+        assert (in_a, in_b) == (1, 0)
 
 
 def test_claims_are_exclusive_and_expired_claims_return(
@@ -519,7 +523,7 @@ def test_a_record_whose_last_attempt_was_lost_is_failed_without_another_call(
             )
         )
     run_senders_once(hub, settings_for(server.url, max_attempts=3))
-    found = get_record(hub, A, record_id, "test")
+    found = get_record(scope_of(hub, A, "test"), record_id)
     assert found is not None
     assert (found[0].state, found[0].fault_code) == ("failed", "LEASE")
     assert fake.seen == []
@@ -540,12 +544,12 @@ def test_only_failed_records_can_be_resent_and_the_resend_is_audited(
     assert list_alerts(hub, lan=B) == []
 
     fake.answer = lambda _b: (200, build_response_envelope("OK", None), "text/xml")
-    resend(hub, A, record_id, "operator:alice")
+    resend(scope_of(hub, A, "operator:alice"), record_id)
     drain(hub, settings_for(server.url), timeout=20)
-    found = get_record(hub, A, record_id, "test")
+    found = get_record(scope_of(hub, A, "test"), record_id)
     assert found is not None and (found[0].state, found[0].attempts) == ("delivered", 1)
     with pytest.raises(OutboxError, match="only a failed record"):
-        resend(hub, A, record_id, "operator:alice")
+        resend(scope_of(hub, A, "operator:alice"), record_id)
     with hub.db.hub.connect() as connection:
         actions = connection.execute(select(operator_audit.c.action, operator_audit.c.actor)).all()
     assert ("outbox.resend", "operator:alice") in [tuple(a) for a in actions]
@@ -567,11 +571,11 @@ def test_logs_and_alerts_never_carry_a_personnummer(
     )
     info = sample_information("sample", pnr=pnr, sending_lan=A, today=swedish_today())
     caplog.set_level(logging.DEBUG)
-    queued = enqueue(hub, A, B, info, "reviewer@14")
+    queued = enqueue(scope_of(hub, A, "reviewer@14"), B, info)
     drain(hub, settings_for(server.url), timeout=20)
     [alert] = list_alerts(hub)
     assert pnr not in alert.detail and alert.kind == "refused"
-    found = get_record(hub, A, queued.record_id, "test")
+    found = get_record(scope_of(hub, A, "test"), queued.record_id)
     assert found is not None and found[0].result_text and pnr not in found[0].result_text
     assert pnr not in caplog.text and pnr[2:] not in caplog.text
 
@@ -579,7 +583,7 @@ def test_logs_and_alerts_never_carry_a_personnummer(
 # --- the worker's jobs ---------------------------------------------------------------------------
 
 
-def test_register_jobs_runs_the_senders_in_a_scheduler(
+def test_the_worker_job_list_runs_the_senders_in_a_scheduler(
     hub: Hub,
     regions_ab: Any,
     platform: tuple[FakePlatform, LiveServer],
@@ -593,14 +597,14 @@ def test_register_jobs_runs_the_senders_in_a_scheduler(
     settings = ConsumerSettings(
         ntjp_url=settings.ntjp_url, default_policy=settings.default_policy, poll_interval_s=0.1
     )
-    dispatcher = register_jobs(scheduler, hub, settings)
+    dispatcher = add_jobs(scheduler, hub, JobSettings(), "w1", settings)
     assert {j.id for j in scheduler.get_jobs()} >= {"outbox.send", "outbox.receipts"}
     [record_id] = queue(hub, make_pnr)
     scheduler.start()
     try:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            found = get_record(hub, A, record_id, "test")
+            found = get_record(scope_of(hub, A, "test"), record_id)
             if found is not None and found[0].receipt_name:
                 break
             time.sleep(0.1)
@@ -667,7 +671,7 @@ def test_cli_send_outbox_and_alerts(
         etree.tostring(information_to_element(info)).replace(pnr.encode(), b"196201209984")
     )
     assert main(["send", "--lan", A, "--to", B, str(bad)]) == 1
-    assert "§3.1" in capsys.readouterr().err
+    assert "personnummer rule" in capsys.readouterr().err
 
     assert main(["alerts", "--all"]) == 0
 
@@ -679,22 +683,20 @@ def test_enqueue_many_queues_a_batch_and_reports_each_refusal(
     good = sample_information("move", pnr=make_pnr(), sending_lan=A, today=today)
     bad = sample_information("sample", pnr="196201209984", sending_lan=A, today=today)
     answers = enqueue_many(
-        hub,
-        A,
+        scope_of(hub, A, "reviewer@14"),
         [
             Approval(B, good, "x:1"),
             Approval(B, bad, "x:2"),
             Approval(B, good, "x:3"),
             Approval(C, good, "x:4"),
         ],
-        "reviewer@14",
     )
     first, refused, again, other = answers
     assert isinstance(first, Enqueued) and not first.duplicate
-    assert isinstance(refused, OutboxError) and "§3.1" in str(refused)
+    assert isinstance(refused, OutboxError) and "personnummer rule" in str(refused)
     assert isinstance(again, Enqueued) and again.duplicate and again.record_id == first.record_id
     assert isinstance(other, Enqueued) and not other.duplicate
-    assert {(v.to_lan, v.reference) for v in list_outbox(hub, A, "test")} == {
+    assert {(v.to_lan, v.reference) for v in list_outbox(scope_of(hub, A, "test"))} == {
         (B, "x:1"),
         (C, "x:4"),
     }

@@ -21,17 +21,20 @@ import pytest
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 from sqlalchemy import select
 
-from hub.consumer.outbox import enqueue, get_record, list_alerts, read_envelopes, resend
-from hub.consumer.sender import Dispatcher, drain
-from hub.consumer.settings import ConsumerSettings, DestinationPolicy
-from hub.consumer.tables import outbox
+from hub.clock import swedish_today
 from hub.context import Hub
 from hub.contract.names import ENDPOINT_PATH, RESPONDER_NS
 from hub.contract.parse import information_from_element, parse_request
 from hub.contract.samples import sample_information
 from hub.contract.serialise import information_to_element
-from hub.contract.validate import swedish_today
-from hub.messages import list_messages, read_body
+from hub.db.region_tables import outbox
+from hub.inbound.views import list_messages, read_body
+from hub.ops.alerts import list_alerts
+from hub.outbound.enqueue import enqueue
+from hub.outbound.queue import resend
+from hub.outbound.sender import Dispatcher, drain
+from hub.outbound.settings import ConsumerSettings, DestinationPolicy
+from hub.outbound.views import get_record, read_envelopes
 from hub.sim import (
     MOCK_PNR_DELAY,
     MOCK_PNR_ERROR,
@@ -44,8 +47,8 @@ from hub.sim import (
     serve_sim_in_thread,
 )
 from hub.sim.config import MOCK_SCHEME
-from hub.tenancy.registry import Region
-from tests.conftest import LiveServer
+from hub.tenancy.registry import MemberRegion
+from tests.conftest import LiveServer, scope_of
 
 A, B = "14", "01"
 AGENT = "SE0000000000-AGENTHUB"
@@ -90,7 +93,9 @@ def sim_config(hub_url: str) -> SimConfig:
 
 
 @pytest.fixture
-def sim(live_server: LiveServer, regions_ab: tuple[Region, Region]) -> Iterator[RunningSim]:
+def sim(
+    live_server: LiveServer, regions_ab: tuple[MemberRegion, MemberRegion]
+) -> Iterator[RunningSim]:
     """The simulator on loopback, routing A's and B's län codes to the hub's live server."""
     with serve_sim_in_thread(sim_config(live_server.url + ENDPOINT_PATH)) as running:
         yield running
@@ -131,8 +136,8 @@ def normal_form(element: etree._Element) -> Any:
 def stored_payloads(hub: Hub, lan: str) -> list[etree._Element]:
     """The cervixScreeningInformation elements a region's store holds, as received."""
     found = []
-    for view in list_messages(hub, lan, "test"):
-        body = read_body(hub, lan, view.id, "test")
+    for view in list_messages(scope_of(hub, lan, "test")):
+        body = read_body(scope_of(hub, lan, "test"), view.id)
         assert body is not None
         element = parse_request(body).body_element.find(PAYLOAD)
         assert element is not None
@@ -142,7 +147,7 @@ def stored_payloads(hub: Hub, lan: str) -> list[etree._Element]:
 
 def state_of(hub: Hub, lan: str, record_id: str) -> tuple[str, int, str | None, str | None]:
     """(state, attempts, result/fault code, text) of one outbox record."""
-    found = get_record(hub, lan, record_id, "test")
+    found = get_record(scope_of(hub, lan, "test"), record_id)
     assert found is not None
     record, _ = found
     code = record.result_code or record.fault_code
@@ -157,7 +162,7 @@ def test_three_scenarios_from_a_arrive_identical_in_bs_store(
     for scenario in ("move", "sample", "treatment"):
         info = sample_information(scenario, pnr=make_pnr(), sending_lan=A, today=today)
         element = information_to_element(info)
-        queued = enqueue(hub, A, B, element, "reviewer@14")
+        queued = enqueue(scope_of(hub, A, "reviewer@14"), B, element)
         sent[queued.record_id] = element
 
     stats = drain(hub, consumer, timeout=30)
@@ -171,24 +176,24 @@ def test_three_scenarios_from_a_arrive_identical_in_bs_store(
     )
     assert {information_from_element(e).kind for e in received} == {"move", "sample", "treatment"}
     # Nothing landed in A's own store, and B's outbox is empty: one direction, one region each.
-    assert list_messages(hub, A, "test") == []
+    assert list_messages(scope_of(hub, A, "test")) == []
 
 
 def test_scenarios_reach_the_home_regions_received_folder_unchanged(
     hub: Hub,
     consumer: ConsumerSettings,
-    regions_ab: tuple[Region, Region],
+    regions_ab: tuple[MemberRegion, MemberRegion],
     make_pnr: Callable[[], str],
 ) -> None:
+    from hub.delivery.run import deliver_all
     from hub.jobs.config import load_job_settings
-    from hub.jobs.delivery import deliver_all
 
     today = swedish_today()
     sent = []
     for scenario in ("move", "sample", "treatment"):
         info = sample_information(scenario, pnr=make_pnr(), sending_lan=A, today=today)
         sent.append(information_to_element(info))
-        enqueue(hub, A, B, sent[-1], "reviewer@14")
+        enqueue(scope_of(hub, A, "reviewer@14"), B, sent[-1])
     drain(hub, consumer, timeout=30)
 
     reports = deliver_all(hub, load_job_settings({}), "test-worker")
@@ -206,20 +211,20 @@ def test_the_call_carries_soapaction_correlation_id_and_the_logical_address(
     hub: Hub, consumer: ConsumerSettings, make_pnr: Callable[[], str]
 ) -> None:
     info = sample_information("sample", pnr=make_pnr(), sending_lan=B, today=swedish_today())
-    queued = enqueue(hub, B, A, info, "reviewer@01")
+    queued = enqueue(scope_of(hub, B, "reviewer@01"), A, info)
     drain(hub, consumer, timeout=30)
 
-    [view] = list_messages(hub, A, "test")
+    [view] = list_messages(scope_of(hub, A, "test"))
     # The platform passed our correlation id through to the producer, which stored it.
     assert view.correlation_id == queued.correlation_id
-    envelopes = read_envelopes(hub, B, queued.record_id, "test")
+    envelopes = read_envelopes(scope_of(hub, B, "test"), queued.record_id)
     assert envelopes is not None
     request, responses = envelopes
     parsed = parse_request(request)
     assert parsed.logical_address == A
     assert len(responses) == 1 and responses[0] is not None
     assert b"<" in responses[0] and b"OK" in responses[0]
-    found = get_record(hub, B, queued.record_id, "test")
+    found = get_record(scope_of(hub, B, "test"), queued.record_id)
     assert found is not None
     _, [attempt] = found
     assert attempt.correlation_id == queued.correlation_id
@@ -230,7 +235,7 @@ def test_a_resend_after_a_lost_answer_is_stored_once_at_the_receiver(
     hub: Hub, consumer: ConsumerSettings, make_pnr: Callable[[], str]
 ) -> None:
     info = sample_information("treatment", pnr=make_pnr(), sending_lan=A, today=swedish_today())
-    queued = enqueue(hub, A, B, info, "reviewer@14")
+    queued = enqueue(scope_of(hub, A, "reviewer@14"), B, info)
     drain(hub, consumer, timeout=30)
     # As if the answer had been lost: the record goes round again with the same bytes.
     with hub.db.region(A).begin() as connection:
@@ -239,11 +244,11 @@ def test_a_resend_after_a_lost_answer_is_stored_once_at_the_receiver(
             .where(outbox.c.id == queued.record_id)
             .values(state="failed", attempts=1)
         )
-    resend(hub, A, queued.record_id, "operator")
+    resend(scope_of(hub, A, "operator"), queued.record_id)
     drain(hub, consumer, timeout=30)
 
     assert state_of(hub, A, queued.record_id)[:3] == ("delivered", 1, "OK")
-    assert len(list_messages(hub, B, "test")) == 1
+    assert len(list_messages(scope_of(hub, B, "test"))) == 1
 
 
 @pytest.mark.parametrize(
@@ -267,7 +272,7 @@ def test_each_platform_answer_ends_in_the_right_state_after_the_right_attempts(
     expected: tuple[str, int, str],
 ) -> None:
     info = sample_information("sample", pnr=pnr or make_pnr(), sending_lan=A, today=swedish_today())
-    queued = enqueue(hub, A, to_lan, info, "reviewer@14")
+    queued = enqueue(scope_of(hub, A, "reviewer@14"), to_lan, info)
 
     stats = drain(hub, consumer, timeout=30)
 
@@ -284,7 +289,7 @@ def test_each_platform_answer_ends_in_the_right_state_after_the_right_attempts(
         assert [(a.kind, a.code, a.lan_code, a.to_lan) for a in alerts] == [
             (kind[state], code, A, to_lan)
         ]
-    found = get_record(hub, A, queued.record_id, "test")
+    found = get_record(scope_of(hub, A, "test"), queued.record_id)
     assert found is not None
     assert [t.attempt for t in found[1]] == list(range(1, attempts + 1))
 
@@ -294,16 +299,16 @@ def test_our_own_timeout_counts_as_an_attempt_and_is_resent(
 ) -> None:
     # The mock sleeps 1 s for this number; we wait only 0.2 s.
     info = sample_information("sample", pnr=MOCK_PNR_DELAY, sending_lan=A, today=swedish_today())
-    queued = enqueue(hub, A, MOCK, info, "reviewer@14")
+    queued = enqueue(scope_of(hub, A, "reviewer@14"), MOCK, info)
     drain(hub, fast_settings(sim.url, timeout_ms=200), timeout=30)
     assert state_of(hub, A, queued.record_id)[:3] == ("failed", 3, "TIMEOUT")
 
 
 def test_connection_refused_by_the_platform_is_resent_then_failed(
-    hub: Hub, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub, regions_ab: tuple[MemberRegion, MemberRegion], make_pnr: Callable[[], str]
 ) -> None:
     info = sample_information("sample", pnr=make_pnr(), sending_lan=A, today=swedish_today())
-    queued = enqueue(hub, A, B, info, "reviewer@14")
+    queued = enqueue(scope_of(hub, A, "reviewer@14"), B, info)
     settings = fast_settings(f"http://127.0.0.1:{closed_port()}{ENDPOINT_PATH}")
     drain(hub, settings, timeout=30)
     assert state_of(hub, A, queued.record_id)[:3] == ("failed", 3, "CONNECT")
@@ -313,9 +318,9 @@ def test_pauses_grow_exponentially_between_attempts(
     hub: Hub, sim: RunningSim, make_pnr: Callable[[], str]
 ) -> None:
     info = sample_information("sample", pnr=MOCK_PNR_FAULT, sending_lan=A, today=swedish_today())
-    queued = enqueue(hub, A, MOCK, info, "reviewer@14")
+    queued = enqueue(scope_of(hub, A, "reviewer@14"), MOCK, info)
     drain(hub, fast_settings(sim.url, max_attempts=4, pause_ms=100, backoff=2.0), timeout=30)
-    found = get_record(hub, A, queued.record_id, "test")
+    found = get_record(scope_of(hub, A, "test"), queued.record_id)
     assert found is not None
     starts = [t.started_at for t in found[1]]
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
@@ -327,24 +332,20 @@ def test_pauses_grow_exponentially_between_attempts(
 def test_receipts_are_written_to_the_sending_regions_drop(
     hub: Hub,
     consumer: ConsumerSettings,
-    regions_ab: tuple[Region, Region],
+    regions_ab: tuple[MemberRegion, MemberRegion],
     make_pnr: Callable[[], str],
 ) -> None:
     today = swedish_today()
     ok = enqueue(
-        hub,
-        A,
+        scope_of(hub, A, "reviewer@14"),
         B,
         sample_information("move", pnr=make_pnr(), sending_lan=A, today=today),
-        "reviewer@14",
         reference="extract-1.csv:1",
     )
     refused = enqueue(
-        hub,
-        A,
+        scope_of(hub, A, "reviewer@14"),
         MOCK,
         sample_information("sample", pnr=MOCK_PNR_ERROR, sending_lan=A, today=today),
-        "reviewer@14",
         reference="extract-1.csv:2",
     )
     drain(hub, consumer, timeout=30)
@@ -369,11 +370,9 @@ def test_two_dispatchers_never_send_the_same_record_twice(
     today = swedish_today()
     ids = [
         enqueue(
-            hub,
-            A,
+            scope_of(hub, A, "reviewer@14"),
             B,
             sample_information("sample", pnr=make_pnr(), sending_lan=A, today=today),
-            "reviewer@14",
         ).record_id
         for _ in range(30)
     ]
@@ -389,7 +388,7 @@ def test_two_dispatchers_never_send_the_same_record_twice(
         first.close()
         second.close()
     assert first.stats.calls + second.stats.calls == 30
-    assert len(list_messages(hub, B, "test", limit=100)) == 30
+    assert len(list_messages(scope_of(hub, B, "test"), limit=100)) == 30
     with hub.db.region(A).connect() as connection:
         attempts = connection.execute(select(outbox.c.attempts).where(outbox.c.id.in_(ids)))
         assert [row[0] for row in attempts] == [1] * 30

@@ -24,12 +24,12 @@ from cryptography.x509.oid import NameOID
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from hub.consumer.client import NtjpClient, build_envelope
-from hub.consumer.settings import ConsumerSettings, DestinationPolicy
+from hub.clock import swedish_today
 from hub.contract.names import ENDPOINT_PATH
 from hub.contract.samples import sample_information
 from hub.contract.serialise import build_response_envelope, information_to_element
-from hub.contract.validate import swedish_today
+from hub.outbound.client import NtjpClient, build_envelope
+from hub.outbound.settings import ConsumerSettings, DestinationPolicy
 from hub.producer.identity import hsa_id_from_pem
 
 AGENT_HSAID = "SE1234567890-HUB1"

@@ -8,6 +8,7 @@ import pytest
 from lxml import etree
 
 from hub.contract import personnummer
+from hub.contract.canonical import canonical_bytes
 from hub.contract.names import CORE_NS, MAX_PAYLOAD_BYTES, PAYLOAD_TAG, RESPONDER_NS
 from hub.contract.parse import (
     MalformedRequest,
@@ -16,7 +17,6 @@ from hub.contract.parse import (
     parse_request,
 )
 from hub.contract.serialise import build_request_envelope
-from hub.messages import canonical_bytes
 
 DATA = Path(__file__).parent / "data" / "contract"
 PNR = personnummer.generate(random.Random(11))

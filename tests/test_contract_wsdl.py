@@ -1,6 +1,7 @@
 """The contract files: the XSDs compile, accept extensions, and the WSDL reads in zeep."""
 
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from lxml import etree
 from hub.contract import personnummer
 from hub.contract.names import ITR_NS, SOAP_ACTION
 from hub.contract.parse import parse_request
-from hub.contract.validate import load_schema, schema, wsdl_dir
+from hub.contract.wsdl import load_schema, schema, wsdl_dir
 
 DATA = Path(__file__).parent / "data" / "contract"
 WSDL = (
@@ -48,7 +49,21 @@ def test_the_schemas_compile_in_lxml() -> None:
 
 
 def test_schema_is_cached_per_thread() -> None:
-    assert schema() is schema()
+    # One compiled schema per thread (its error log is per object), reused within the thread.
+    # The objects themselves are kept: a finished thread's schema could otherwise be freed and
+    # the next one built at the same address.
+    seen: dict[str, tuple[Any, Any]] = {}
+
+    def look(name: str) -> None:
+        seen[name] = (schema(), schema())
+
+    threads = [threading.Thread(target=look, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (a1, a2), (b1, b2) = seen["a"], seen["b"]
+    assert a1 is a2 and b1 is b2 and a1 is not b1
 
 
 def test_xsd_accepts_unknown_other_namespace_elements_at_the_end() -> None:

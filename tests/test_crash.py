@@ -35,13 +35,13 @@ from hub.context import Hub
 from hub.contract.names import ENDPOINT_PATH, RESPONDER_NS
 from hub.contract.samples import sample_information
 from hub.contract.serialise import build_request_envelope
+from hub.db.region_tables import access_log, messages
+from hub.delivery.files import message_id_of
+from hub.delivery.run import deliver_all
 from hub.drops.base import RECEIVED
-from hub.drops.received import message_id_of
+from hub.inbound.seed import seed_messages
 from hub.jobs.config import JobSettings
-from hub.jobs.delivery import deliver_all
-from hub.jobs.seed import seed_messages
-from hub.tables import access_log, messages
-from hub.tenancy.registry import Region
+from hub.tenancy.registry import MemberRegion
 from tests.sshd import SftpServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,7 +110,7 @@ def check_exactly_once(hub: Hub, lan: str, disk: Path) -> dict[str, int]:
 @pytest.fixture
 def two_drops(
     hub: Hub,
-    add_region: Callable[..., Region],
+    add_region: Callable[..., MemberRegion],
     sftp_server: SftpServer,
     tmp_path: Path,
 ) -> Iterator[dict[str, Path]]:
@@ -232,7 +232,10 @@ def _start_web(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
 
 
 def test_web_process_killed_under_inbound_load_keeps_every_call_it_answered_ok(
-    hub: Hub, settings: Settings, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub,
+    settings: Settings,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     port = free_port()
     env = process_env(settings)

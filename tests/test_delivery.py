@@ -15,20 +15,21 @@ from lxml import etree
 from sqlalchemy import select, update
 
 from hub.context import Hub, build_hub
+from hub.contract.canonical import canonical_bytes
 from hub.contract.names import ENDPOINT_PATH, RESPONDER_NS
 from hub.contract.samples import sample_information
 from hub.contract.serialise import build_request_envelope
-from hub.contract.validate import schema
+from hub.contract.wsdl import schema
+from hub.db.region_tables import access_log, messages
+from hub.delivery import run as delivery
+from hub.delivery.files import NAME_RE, information_element, message_id_of
+from hub.delivery.run import deliver_all, deliver_region
 from hub.drops.base import RECEIVED
-from hub.drops.received import NAME_RE, information_element, message_id_of
 from hub.drops.state import backoff_delay, get_state
-from hub.jobs import delivery
+from hub.inbound.seed import seed_messages
 from hub.jobs.config import JobSettings
-from hub.jobs.delivery import deliver_all, deliver_region
-from hub.jobs.seed import seed_messages
-from hub.messages import canonical_bytes
-from hub.tables import access_log, messages
-from hub.tenancy.registry import Region, get_region, save_region
+from hub.tenancy.access import system_actor
+from hub.tenancy.registry import MemberRegion, get_region, save_region
 from tests.sshd import SftpServer
 
 LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}
@@ -72,7 +73,7 @@ def drop_root(hub: Hub, lan: str) -> Path:
     return Path(region.drop_url)
 
 
-def region_of(hub: Hub, lan: str) -> Region:
+def region_of(hub: Hub, lan: str) -> MemberRegion:
     with hub.db.hub.connect() as connection:
         region = get_region(connection, lan)
     assert region is not None
@@ -88,7 +89,10 @@ def rows(hub: Hub, lan: str) -> list[Any]:
 
 
 def test_received_files_hold_the_element_as_received_and_an_importable_sidecar(
-    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     pnr = make_pnr()
     body = envelope("14", pnr).replace(
@@ -141,7 +145,10 @@ def test_received_files_hold_the_element_as_received_and_an_importable_sidecar(
 
 
 def test_latin1_request_becomes_a_utf8_file(
-    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     text = envelope("14", make_pnr()).decode("utf-8")
     latin1 = text.replace("encoding='UTF-8'", "encoding='ISO-8859-1'").encode("iso-8859-1")
@@ -155,7 +162,10 @@ def test_latin1_request_becomes_a_utf8_file(
 
 
 def test_region_b_never_receives_region_a_messages(
-    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     pnrs = {"14": [make_pnr() for _ in range(3)], "01": [make_pnr() for _ in range(2)]}
     for lan, numbers in pnrs.items():
@@ -178,7 +188,7 @@ def test_region_b_never_receives_region_a_messages(
 
 
 def test_a_retry_after_a_crash_finds_its_own_files_and_writes_nothing_twice(
-    hub: Hub, regions_ab: tuple[Region, Region], monkeypatch: pytest.MonkeyPatch
+    hub: Hub, regions_ab: tuple[MemberRegion, MemberRegion], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seed_messages(hub, "14", 7)
     real_record = delivery._record
@@ -207,7 +217,10 @@ def test_a_retry_after_a_crash_finds_its_own_files_and_writes_nothing_twice(
 
 
 def test_file_taken_by_the_region_before_the_crash_comes_again_with_the_same_message_id(
-    hub: Hub, regions_ab: tuple[Region, Region], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    hub: Hub,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     seed_messages(hub, "14", 3)
     real_record = delivery._record
@@ -232,7 +245,7 @@ def test_file_taken_by_the_region_before_the_crash_comes_again_with_the_same_mes
 
 
 def test_two_workers_racing_never_claim_the_same_message(
-    hub: Hub, settings: Any, regions_ab: tuple[Region, Region]
+    hub: Hub, settings: Any, regions_ab: tuple[MemberRegion, MemberRegion]
 ) -> None:
     ids = seed_messages(hub, "14", 400)
     other = build_hub(settings)  # its own engines and pools, like a second process
@@ -278,8 +291,8 @@ def test_two_workers_racing_never_claim_the_same_message(
 
 @pytest.fixture
 def sftp_region(
-    hub: Hub, add_region: Callable[..., Region], sftp_server: SftpServer, tmp_path: Path
-) -> Iterator[tuple[Region, Path]]:
+    hub: Hub, add_region: Callable[..., MemberRegion], sftp_server: SftpServer, tmp_path: Path
+) -> Iterator[tuple[MemberRegion, Path]]:
     """Region A (14) with its drop on the real OpenSSH server, password from a file."""
     base, disk = sftp_server.new_base()
     password_file = tmp_path / "sftp-password"
@@ -300,7 +313,7 @@ def sftp_region(
 
 
 def test_delivery_to_sftp_writes_the_same_files(
-    hub: Hub, sftp_region: tuple[Region, Path], sftp_server: SftpServer
+    hub: Hub, sftp_region: tuple[MemberRegion, Path], sftp_server: SftpServer
 ) -> None:
     region, disk = sftp_region
     ids = seed_messages(hub, "14", 30)
@@ -316,7 +329,7 @@ def test_delivery_to_sftp_writes_the_same_files(
 
 
 def test_sftp_key_authentication_from_a_key_file(
-    hub: Hub, add_region: Callable[..., Region], sftp_server: SftpServer
+    hub: Hub, add_region: Callable[..., MemberRegion], sftp_server: SftpServer
 ) -> None:
     base, disk = sftp_server.new_base()
     region = add_region(
@@ -335,7 +348,7 @@ def test_sftp_key_authentication_from_a_key_file(
 
 
 def test_a_drop_that_is_down_backs_off_and_says_why_then_recovers(
-    hub: Hub, sftp_region: tuple[Region, Path], sftp_server: SftpServer
+    hub: Hub, sftp_region: tuple[MemberRegion, Path], sftp_server: SftpServer
 ) -> None:
     region, disk = sftp_region
     seed_messages(hub, "14", 5)
@@ -372,17 +385,17 @@ def test_a_drop_that_is_down_backs_off_and_says_why_then_recovers(
 
 
 def test_changed_host_key_is_permanent_until_the_configuration_changes(
-    hub: Hub, sftp_region: tuple[Region, Path], tmp_path: Path
+    hub: Hub, sftp_region: tuple[MemberRegion, Path], tmp_path: Path
 ) -> None:
     region, disk = sftp_region
     seed_messages(hub, "14", 2)
     from tests.sshd import generate_key
 
     _, stranger = generate_key(tmp_path, "stranger")
-    wrong = Region(
+    wrong = MemberRegion(
         **{**region.__dict__, "drop_settings": {**region.drop_settings, "host_key": stranger}}
     )
-    save_region(hub.db, hub.keys, wrong, "test", create=False)
+    save_region(hub.db, hub.keys, wrong, system_actor("test"), create=False)
     report = deliver_region(hub, wrong, FAST, "w1")
     assert report.drop_error and "not the pinned key" in report.drop_error
     with hub.db.hub.connect() as connection:
@@ -392,7 +405,7 @@ def test_changed_host_key_is_permanent_until_the_configuration_changes(
     assert state.next_attempt_at - datetime.now(UTC) > timedelta(seconds=FAST.backoff_cap_s - 5)
     assert deliver_region(hub, wrong, FAST, "w1").skipped  # no hammering
     # The operator pins the right key again: tried at once, no waiting out the backoff.
-    save_region(hub.db, hub.keys, region, "test", create=False)
+    save_region(hub.db, hub.keys, region, system_actor("test"), create=False)
     assert deliver_region(hub, region, FAST, "w1").written == 2
     assert len(received(disk)) == 4
 
@@ -410,7 +423,7 @@ def test_backoff_is_exponential_and_capped() -> None:
 
 
 def test_a_message_that_cannot_be_rendered_is_retried_then_failed_without_blocking_others(
-    hub: Hub, regions_ab: tuple[Region, Region]
+    hub: Hub, regions_ab: tuple[MemberRegion, MemberRegion]
 ) -> None:
     ids = seed_messages(hub, "14", 4)
     with hub.db.region("14").begin() as connection:

@@ -49,12 +49,12 @@ import psycopg2
 import pytest
 import requests
 
+from hub.clock import swedish_today
 from hub.context import Hub
 from hub.contract.names import ENDPOINT_PATH, HDR_CORRELATION_ID, SOAP_ACTION
 from hub.contract.personnummer import generate
 from hub.contract.samples import sample_information
 from hub.contract.serialise import build_request_envelope
-from hub.contract.validate import swedish_today
 from hub.db import region_schema_name
 from hub.jobs.config import JobSettings
 from hub.jobs.leader import LOCK_KEY, Elector, lead_scheduler, leadership_for

@@ -13,19 +13,19 @@ from sqlalchemy import update
 from hub.cli import main
 from hub.config import Settings
 from hub.context import Hub
+from hub.db.region_tables import messages
+from hub.delivery.run import deliver_all
+from hub.inbound.seed import seed_messages
 from hub.jobs.config import JobSettings
-from hub.jobs.delivery import deliver_all
-from hub.jobs.seed import seed_messages
-from hub.jobs.status import age, drops_status, format_status, workers_seen
 from hub.jobs.worker import heartbeat
-from hub.tables import messages
-from hub.tenancy.registry import Region
+from hub.ops.status import age, drops_status, format_status, workers_seen
+from hub.tenancy.registry import MemberRegion
 
 FAST = JobSettings(backoff_base_s=5, backoff_cap_s=60, lanes=1)
 
 
 @pytest.fixture
-def a_up_b_down(hub: Hub, add_region: Callable[..., Region], tmp_path: Path) -> None:
+def a_up_b_down(hub: Hub, add_region: Callable[..., MemberRegion], tmp_path: Path) -> None:
     """Region A on a working folder drop; region B on an SFTP server nobody listens on."""
     add_region("14", "SE2321000131", "Västra Götalandsregionen")
     (tmp_path / "pw").write_text("x")

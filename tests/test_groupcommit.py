@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from hub import groupcommit
 from hub.context import Hub
 from hub.db import Database, region_schema_name
-from hub.groupcommit import COMMIT_WAIT_SECONDS, GroupCommit, StoreError
-from hub.tables import messages
-from hub.tenancy.registry import Region
+from hub.db.region_tables import messages
+from hub.inbound import groupcommit
+from hub.inbound.groupcommit import COMMIT_WAIT_SECONDS, GroupCommit, StoreError
+from hub.tenancy.registry import MemberRegion
 from tests.conftest import end_database_sessions
 from tests.netns import cuttable_link_to, netns_problem
 
@@ -104,7 +104,7 @@ def _insert_together(writer: _Gate, rows: list[dict[str, Any]]) -> list[Any]:
 
 
 def test_calls_in_flight_share_a_batch_across_regions(
-    hub: Hub, regions_ab: tuple[Region, Region]
+    hub: Hub, regions_ab: tuple[MemberRegion, MemberRegion]
 ) -> None:
     a, b = regions_ab
     writer = _Gate(hub.db)
@@ -122,7 +122,7 @@ def test_calls_in_flight_share_a_batch_across_regions(
 
 
 def test_the_same_content_twice_in_one_batch_is_stored_once(
-    hub: Hub, regions_ab: tuple[Region, Region]
+    hub: Hub, regions_ab: tuple[MemberRegion, MemberRegion]
 ) -> None:
     a, b = regions_ab
     writer = _Gate(hub.db)
@@ -161,7 +161,7 @@ class _Recording(GroupCommit):
 
 @pytest.mark.parametrize("then", ["inserts", "withdraws"])
 def test_a_batch_waits_for_a_call_on_its_way_and_no_longer(
-    hub: Hub, add_region: Callable[..., Region], monkeypatch: pytest.MonkeyPatch, then: str
+    hub: Hub, add_region: Callable[..., MemberRegion], monkeypatch: pytest.MonkeyPatch, then: str
 ) -> None:
     region = add_region("14", "SE2321000131", "VGR")
     # A wait far longer than the test, so that only the second call's arrival can end it.
@@ -202,7 +202,7 @@ def test_a_batch_waits_for_a_call_on_its_way_and_no_longer(
 
 
 def test_a_call_that_comes_alone_is_written_at_once(
-    hub: Hub, add_region: Callable[..., Region], monkeypatch: pytest.MonkeyPatch
+    hub: Hub, add_region: Callable[..., MemberRegion], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     region = add_region("14", "SE2321000131", "VGR")
     monkeypatch.setattr(groupcommit, "GATHER_SECONDS", 30.0)
@@ -221,7 +221,9 @@ def test_a_call_that_comes_alone_is_written_at_once(
         writer.close()
 
 
-def test_one_bad_row_fails_only_its_own_call(hub: Hub, regions_ab: tuple[Region, Region]) -> None:
+def test_one_bad_row_fails_only_its_own_call(
+    hub: Hub, regions_ab: tuple[MemberRegion, MemberRegion]
+) -> None:
     a, b = regions_ab
     writer = _Gate(hub.db)
     try:
@@ -236,7 +238,7 @@ def test_one_bad_row_fails_only_its_own_call(hub: Hub, regions_ab: tuple[Region,
 
 
 def test_a_database_error_reaches_the_caller_without_parameters(
-    hub: Hub, add_region: Callable[..., Region]
+    hub: Hub, add_region: Callable[..., MemberRegion]
 ) -> None:
     region = add_region("14", "SE2321000131", "VGR")
     bad = _row(region.lan_code, kind=None)
@@ -251,15 +253,15 @@ def test_a_database_error_reaches_the_caller_without_parameters(
 
 
 def test_counts_per_region_are_logged_not_each_message(
-    hub: Hub, regions_ab: tuple[Region, Region], caplog: pytest.LogCaptureFixture
+    hub: Hub, regions_ab: tuple[MemberRegion, MemberRegion], caplog: pytest.LogCaptureFixture
 ) -> None:
     a, b = regions_ab
     same = uuid.uuid4().hex
     for row in (_row(a.lan_code), _row(a.lan_code, same), _row(a.lan_code, same), _row(b.lan_code)):
         hub.inbound.insert(row["logical_address"], row)
-    with caplog.at_level(logging.INFO, logger="hub.groupcommit"):
+    with caplog.at_level(logging.INFO, logger="hub.inbound.groupcommit"):
         hub.inbound.log_summary()
-    lines = [r.getMessage() for r in caplog.records if r.name == "hub.groupcommit"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "hub.inbound.groupcommit"]
     # How well calls shared commits: four calls, each alone (nothing else was in flight).
     assert any(line.startswith("4 messages written in 4 batches") for line in lines)
     assert any(
@@ -271,7 +273,7 @@ def test_counts_per_region_are_logged_not_each_message(
 
 
 def test_a_forked_child_starts_afresh_and_close_waits_for_the_batch_being_written(
-    hub: Hub, add_region: Callable[..., Region]
+    hub: Hub, add_region: Callable[..., MemberRegion]
 ) -> None:
     region = add_region("14", "SE2321000131", "VGR")
     writer = _Gate(hub.db)
@@ -312,7 +314,7 @@ def test_a_forked_child_starts_afresh_and_close_waits_for_the_batch_being_writte
 
 
 def test_a_call_that_times_out_leaves_the_queue_and_never_leads(
-    hub: Hub, add_region: Callable[..., Region], monkeypatch: pytest.MonkeyPatch
+    hub: Hub, add_region: Callable[..., MemberRegion], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     region = add_region("14", "SE2321000131", "VGR")
     monkeypatch.setattr(groupcommit, "COMMIT_WAIT_SECONDS", 0.3)
@@ -373,7 +375,7 @@ class _StallingLock:
 
 
 def test_a_call_handed_the_lead_before_it_waits_leads_once(
-    hub: Hub, add_region: Callable[..., Region]
+    hub: Hub, add_region: Callable[..., MemberRegion]
 ) -> None:
     # The race: the leader finishes and hands the lead to a queued call that has not reached its
     # wait yet. That call must still take its hand-over before leading; reading the flag first
@@ -419,7 +421,7 @@ def test_a_call_handed_the_lead_before_it_waits_leads_once(
 
 
 def test_a_leader_that_breaks_after_its_batch_still_hands_the_lead_on(
-    hub: Hub, add_region: Callable[..., Region], monkeypatch: pytest.MonkeyPatch
+    hub: Hub, add_region: Callable[..., MemberRegion], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Bookkeeping after the commit (here the summary) fails once. The leader's own call hears of
     # it, but the process must not be left with nobody leading: the next call is written.
@@ -446,7 +448,7 @@ def test_a_leader_that_breaks_after_its_batch_still_hands_the_lead_on(
 
 
 def test_many_threads_with_resends_among_them_each_get_their_own_answer(
-    hub: Hub, regions_ab: tuple[Region, Region]
+    hub: Hub, regions_ab: tuple[MemberRegion, MemberRegion]
 ) -> None:
     # Many calls at once, the interpreter switching threads as often as it can, and each content
     # sent twice from two threads: every call is answered, once as new and once as a resend, and
@@ -487,13 +489,13 @@ def test_many_threads_with_resends_among_them_each_get_their_own_answer(
 
 
 @pytest.fixture
-def pg_region(postgresql_only: None, add_region: Callable[..., Region]) -> Region:
+def pg_region(postgresql_only: None, add_region: Callable[..., MemberRegion]) -> MemberRegion:
     """Region 14, on PostgreSQL only: what a server connection does, SQLite (a file) never does."""
     return add_region("14", "SE2321000131", "VGR")
 
 
 def test_a_call_on_a_lost_database_connection_is_written_on_a_new_one(
-    hub: Hub, settings: Any, pg_region: Region
+    hub: Hub, settings: Any, pg_region: MemberRegion
 ) -> None:
     assert hub.inbound.insert(pg_region.lan_code, _row(pg_region.lan_code)) is True
     # The writer's own connection dies while idle, as in a database restart or failover.
@@ -530,13 +532,13 @@ def _lose_connections(
 
 
 def test_a_batch_whose_commit_was_lost_with_its_connection_is_stored_once(
-    hub: Hub, pg_region: Region, monkeypatch: pytest.MonkeyPatch
+    hub: Hub, pg_region: MemberRegion, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writer = GroupCommit(hub.db)
     broken = _lose_connections(monkeypatch, times=1, after_commit=True)
     row = _row(pg_region.lan_code)
     # Written again on a new connection, the row is already there: the call hears "stored
-    # before", and its caller answers with the stored answer (hub.messages), never a fault.
+    # before", and its caller answers with the stored answer (hub.inbound.store), never a fault.
     assert writer.insert(pg_region.lan_code, row) is False
     assert broken == [1]
     assert _count(hub, pg_region.lan_code) == 1
@@ -547,7 +549,7 @@ def test_a_batch_whose_commit_was_lost_with_its_connection_is_stored_once(
 
 
 def test_a_database_that_stays_down_fails_the_call_after_one_more_try(
-    hub: Hub, pg_region: Region, monkeypatch: pytest.MonkeyPatch
+    hub: Hub, pg_region: MemberRegion, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     writer = GroupCommit(hub.db)
     tries = _lose_connections(monkeypatch, times=None, after_commit=False)
@@ -561,7 +563,7 @@ def test_a_database_that_stays_down_fails_the_call_after_one_more_try(
 
 
 def test_a_batch_held_up_by_a_lock_is_cancelled_in_time_and_not_retried_row_by_row(
-    hub: Hub, settings: Any, pg_region: Region
+    hub: Hub, settings: Any, pg_region: MemberRegion
 ) -> None:
     import psycopg2
 
@@ -589,7 +591,7 @@ def test_a_batch_held_up_by_a_lock_is_cancelled_in_time_and_not_retried_row_by_r
 
 
 def test_a_batch_caught_in_a_network_partition_fails_within_seconds(
-    hub: Hub, settings: Any, pg_region: Region
+    hub: Hub, settings: Any, pg_region: MemberRegion
 ) -> None:
     if problem := netns_problem():
         pytest.skip(problem)
@@ -622,7 +624,9 @@ def test_a_batch_caught_in_a_network_partition_fails_within_seconds(
     assert _count(hub, pg_region.lan_code) == 1
 
 
-def test_the_writer_hands_its_connection_back_transactional(hub: Hub, pg_region: Region) -> None:
+def test_the_writer_hands_its_connection_back_transactional(
+    hub: Hub, pg_region: MemberRegion
+) -> None:
     # The group commit keeps a connection of its own on PostgreSQL only.
     writer = GroupCommit(hub.db)
     assert writer.insert(pg_region.lan_code, _row(pg_region.lan_code)) is True

@@ -21,11 +21,10 @@ from hub.contract.names import (
 )
 from hub.contract.samples import sample_information
 from hub.contract.serialise import information_to_element
-from hub.contract.validate import wsdl_dir
-from hub.producer.endpoint import WSDL_FILE
-from hub.producer.service import build_spyne_app
-from hub.tables import messages
-from hub.tenancy.registry import Region
+from hub.contract.wsdl import WSDL_FILE, wsdl_dir
+from hub.db.region_tables import messages
+from hub.producer.spyne import build_spyne_app
+from hub.tenancy.registry import MemberRegion
 
 WSDL = "http://schemas.xmlsoap.org/wsdl/"
 XS = "http://www.w3.org/2001/XMLSchema"
@@ -52,7 +51,10 @@ def _call(client_wsdl: str, address: str, lan: str, pnr: str) -> Any:
 
 
 def test_zeep_from_our_wsdl_file_gets_ok_and_the_message_is_stored(
-    hub: Hub, live_server: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub,
+    live_server: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     wsdl_file = str(wsdl_dir() / WSDL_FILE)
     answer = _call(wsdl_file, live_server.url + ENDPOINT_PATH, "14", make_pnr())
@@ -62,7 +64,7 @@ def test_zeep_from_our_wsdl_file_gets_ok_and_the_message_is_stored(
 
 
 def test_zeep_from_the_served_wsdl_url_gets_error_for_an_unserved_lan(
-    live_server: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    live_server: Any, regions_ab: tuple[MemberRegion, MemberRegion], make_pnr: Callable[[], str]
 ) -> None:
     url = live_server.url + ENDPOINT_PATH
     answer = _call(url + "?wsdl", url, "25", make_pnr())

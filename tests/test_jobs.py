@@ -25,28 +25,27 @@ from hub.context import Hub, build_hub
 from hub.contract.names import ENDPOINT_PATH, RESPONDER_NS
 from hub.contract.samples import sample_information
 from hub.contract.serialise import build_request_envelope
+from hub.db.claims import claim, release
+from hub.db.region_tables import access_log, extracts, messages
+from hub.delivery.files import message_id_of
+from hub.delivery.run import deliver_all
 from hub.drops.base import ARCHIVE, EXTRACTS, RECEIVED
 from hub.drops.local import LocalDrop
-from hub.drops.received import message_id_of
 from hub.drops.regional import DropConfigError, drop_for_region, drop_location
-from hub.jobs import extracts as extracts_module
-from hub.jobs.claims import claim, release
+from hub.inbound.retention import purge_region
+from hub.inbound.seed import seed_messages
+from hub.intake import pickup as extracts_module
+from hub.intake.pickup import pickup_all, pickup_region, waiting_for_intake
 from hub.jobs.config import JobSettings, load_job_settings
-from hub.jobs.delivery import deliver_all
-from hub.jobs.extracts import pickup_all, pickup_region, waiting_for_intake
-from hub.jobs.retention import purge_region
-from hub.jobs.seed import seed_messages
-from hub.jobs.tables import extracts
 from hub.jobs.worker import build_scheduler
-from hub.tables import access_log, messages
-from hub.tenancy.registry import Region, get_region
+from hub.tenancy.registry import MemberRegion, get_region
 from tests.sshd import SftpServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = JobSettings(backoff_base_s=5, backoff_cap_s=60, lanes=2, batch_size=50)
 
 
-def region_of(hub: Hub, lan: str) -> Region:
+def region_of(hub: Hub, lan: str) -> MemberRegion:
     with hub.db.hub.connect() as connection:
         region = get_region(connection, lan)
     assert region is not None
@@ -69,18 +68,21 @@ def put_extract(hub: Hub, lan: str, name: str, data: bytes) -> None:
 
 
 def test_worker_schedules_every_job_coalesced_one_instance_and_the_consumer_jobs(
-    hub: Hub, monkeypatch: pytest.MonkeyPatch
+    hub: Hub,
 ) -> None:
-    called: list[tuple[Any, Hub]] = []
-    import hub.consumer.jobs as consumer_jobs
-
-    monkeypatch.setattr(consumer_jobs, "register_jobs", lambda s, h: called.append((s, h)))
     scheduler = build_scheduler(hub, FAST, "w1")
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert {"deliver", "pickup", "check", "purge", "heartbeat"} <= set(jobs)
+    assert set(jobs) == {
+        "deliver",
+        "pickup",
+        "check",
+        "purge",
+        "heartbeat",
+        "outbox.send",
+        "outbox.receipts",
+    }
     for job in jobs.values():
         assert job.coalesce is True and job.max_instances == 1, job.id
-    assert called == [(scheduler, hub)]
     assert not scheduler.running  # building it starts nothing (no threads in web workers)
 
 
@@ -98,11 +100,14 @@ def test_job_settings_come_from_the_environment_and_bad_values_name_the_variable
 
 
 def test_claims_are_exclusive_until_the_lease_ends(
-    hub: Hub, regions_ab: tuple[Region, Region]
+    hub: Hub, regions_ab: tuple[MemberRegion, MemberRegion]
 ) -> None:
     ids = seed_messages(hub, "14", 10)
     engine = hub.db.region("14")
-    ready = messages.c.delivery_state == "pending"
+
+    def ready(_now: Any) -> Any:
+        return messages.c.delivery_state == "pending"
+
     lease = timedelta(seconds=30)
     now = datetime.now(UTC)
 
@@ -135,7 +140,7 @@ def test_claims_are_exclusive_until_the_lease_ends(
 
 
 def test_extracts_are_checksummed_archived_and_recorded_for_intake(
-    hub: Hub, regions_ab: tuple[Region, Region]
+    hub: Hub, regions_ab: tuple[MemberRegion, MemberRegion]
 ) -> None:
     files = {"kallelser-2025-03.csv": "pnr;datum\nÅsa;2025\n".encode(), "b.txt": b"x" * 5000}
     for name, data in files.items():
@@ -162,7 +167,10 @@ def test_extracts_are_checksummed_archived_and_recorded_for_intake(
 
 @pytest.mark.parametrize("moved", [False, True], ids=["before-move", "after-move"])
 def test_a_pickup_killed_after_claiming_is_finished_by_the_next_run(
-    hub: Hub, regions_ab: tuple[Region, Region], monkeypatch: pytest.MonkeyPatch, moved: bool
+    hub: Hub,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    monkeypatch: pytest.MonkeyPatch,
+    moved: bool,
 ) -> None:
     put_extract(hub, "14", "one.csv", b"1")
     put_extract(hub, "14", "two.csv", b"2")
@@ -193,7 +201,7 @@ def test_a_pickup_killed_after_claiming_is_finished_by_the_next_run(
 
 
 def test_two_workers_picking_up_at_once_record_each_extract_once(
-    hub: Hub, settings: Settings, regions_ab: tuple[Region, Region]
+    hub: Hub, settings: Settings, regions_ab: tuple[MemberRegion, MemberRegion]
 ) -> None:
     for i in range(20):
         put_extract(hub, "14", f"extract-{i:02}.csv", f"rad {i}\n".encode())
@@ -224,7 +232,10 @@ def test_two_workers_picking_up_at_once_record_each_extract_once(
 
 
 def test_retention_empties_only_bodies_delivered_long_ago_and_keeps_the_record(
-    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     body = build_request_envelope(
         "14", sample_information("move", pnr=make_pnr(), sending_lan="05", today=date.today())
@@ -247,9 +258,9 @@ def test_retention_empties_only_bodies_delivered_long_ago_and_keeps_the_record(
             .where(messages.c.id == ids[2])
             .values(delivered_at=datetime.now(UTC) - timedelta(days=10))
         )
-    assert purge_region(hub, "14", FAST.with_overrides(body_retention_days=0)) == 0
-    assert purge_region(hub, "14", FAST) == 3  # the posted one and ids[0], ids[1]
-    assert purge_region(hub, "14", FAST) == 0
+    assert purge_region(hub, "14", 0) == 0
+    assert purge_region(hub, "14", FAST.body_retention_days) == 3  # the posted one, ids[0], ids[1]
+    assert purge_region(hub, "14", FAST.body_retention_days) == 0
     with engine.connect() as connection:
         rows = {r.id: r for r in connection.execute(select(messages))}
         purged_log = connection.execute(
@@ -272,12 +283,12 @@ def test_retention_empties_only_bodies_delivered_long_ago_and_keeps_the_record(
 
 
 def test_drop_settings_hold_references_to_secrets_never_secrets(
-    hub: Hub, regions_ab: tuple[Region, Region], monkeypatch: pytest.MonkeyPatch
+    hub: Hub, regions_ab: tuple[MemberRegion, MemberRegion], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     base = region_of(hub, "14")
 
-    def region(url: str | None, **drop_settings: Any) -> Region:
-        return Region(**{**base.__dict__, "drop_url": url, "drop_settings": drop_settings})
+    def region(url: str | None, **drop_settings: Any) -> MemberRegion:
+        return MemberRegion(**{**base.__dict__, "drop_url": url, "drop_settings": drop_settings})
 
     sftp = "sftp://hub@sftp.example.se:2222/drop"
     pin = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
@@ -338,7 +349,7 @@ def _wait(predicate: Callable[[], bool], seconds: float) -> float:
 def test_serve_and_worker_deliver_within_seconds_and_serve_needs_no_worker(
     hub: Hub,
     settings: Settings,
-    add_region: Callable[..., Region],
+    add_region: Callable[..., MemberRegion],
     sftp_server: SftpServer,
     make_pnr: Callable[[], str],
     tmp_path: Path,
@@ -424,7 +435,7 @@ def _healthy(port: int) -> bool:
 
 
 def test_extracts_are_picked_up_from_an_sftp_drop_too(
-    hub: Hub, add_region: Callable[..., Region], sftp_server: SftpServer, tmp_path: Path
+    hub: Hub, add_region: Callable[..., MemberRegion], sftp_server: SftpServer, tmp_path: Path
 ) -> None:
     base, disk = sftp_server.new_base()
     (tmp_path / "pw").write_text(sftp_server.password)
@@ -450,7 +461,7 @@ def test_extracts_are_picked_up_from_an_sftp_drop_too(
 
 
 def test_concurrent_claims_are_disjoint_and_never_exceed_their_limit(
-    hub: Hub, settings: Settings, regions_ab: tuple[Region, Region]
+    hub: Hub, settings: Settings, regions_ab: tuple[MemberRegion, MemberRegion]
 ) -> None:
     ids = seed_messages(hub, "14", 120)
     hubs = [hub] + [build_hub(settings) for _ in range(3)]
@@ -467,7 +478,7 @@ def test_concurrent_claims_are_disjoint_and_never_exceed_their_limit(
                     h.db.region("14"),
                     messages,
                     name,
-                    ready=messages.c.delivery_state == "pending",
+                    ready=lambda _now: messages.c.delivery_state == "pending",
                     order_by=[messages.c.received_at],
                     limit=5,
                     lease=timedelta(minutes=5),

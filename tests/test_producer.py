@@ -1,4 +1,4 @@
-"""The producer endpoint: answers per CONTRACT.md §3/§5, storage per region, hostile input."""
+"""The producer endpoint: answers per the contract, storage per region, hostile input."""
 
 from __future__ import annotations
 
@@ -21,16 +21,17 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 from sqlalchemy import func, select
 
-from hub import db
-from hub.app import create_app
 from hub.context import Hub, build_hub
 from hub.contract.names import ENDPOINT_PATH, RESPONDER_NS, SOAP11_ENV_NS
 from hub.contract.samples import sample_information
 from hub.contract.serialise import build_request_envelope
-from hub.messages import list_messages, read_body, region_cipher
-from hub.tables import access_log, messages
-from hub.tenancy.registry import Region
-from tests.conftest import end_database_sessions, sessions_ended_midway
+from hub.db import engines as db
+from hub.db.region_tables import access_log, messages
+from hub.inbound.views import list_messages, read_body
+from hub.tenancy.access import region_cipher
+from hub.tenancy.registry import MemberRegion
+from hub.web.app import create_app
+from tests.conftest import end_database_sessions, scope_of, sessions_ended_midway
 
 LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}
 
@@ -74,7 +75,10 @@ def count(hub: Hub, lan: str) -> int:
 
 
 def test_valid_call_is_stored_for_that_region_only(
-    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     status, answer = post(
         client,
@@ -97,7 +101,10 @@ def test_valid_call_is_stored_for_that_region_only(
 
 
 def test_parsed_fields_are_stored_encrypted_with_every_value(
-    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     pnr = make_pnr()
     info = sample_information("move", pnr=pnr, sending_lan="05", today=date.today())
@@ -112,7 +119,10 @@ def test_parsed_fields_are_stored_encrypted_with_every_value(
 
 
 def test_a_message_is_stored_whole_inside_its_row(
-    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     # Body and fields are sealed as they are (no deflating: a tenth of the producer's CPU), and
     # on PostgreSQL the few-kB row stays in the table instead of going out to its TOAST table,
@@ -134,7 +144,10 @@ def test_a_message_is_stored_whole_inside_its_row(
 
 
 def test_identical_resend_is_answered_ok_and_stored_once(
-    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     body = envelope("14", make_pnr())
     assert result(post(client, body)[1])[0] == "OK"
@@ -150,7 +163,10 @@ def test_identical_resend_is_answered_ok_and_stored_once(
 
 
 def test_same_content_to_two_regions_is_two_messages(
-    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     pnr = make_pnr()
     assert result(post(client, envelope("14", pnr))[1])[0] == "OK"
@@ -159,7 +175,10 @@ def test_same_content_to_two_regions_is_two_messages(
 
 
 def test_r1_message_is_stored_as_no_information(
-    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     status, answer = post(client, envelope("14", make_pnr(), scenario="no_information"))
     assert (status, result(answer)[0]) == (200, "OK")
@@ -171,7 +190,7 @@ def test_r1_message_is_stored_as_no_information(
 def test_unserved_or_malformed_lan_code_is_error_and_stores_nothing(
     hub: Hub,
     client: Any,
-    regions_ab: tuple[Region, Region],
+    regions_ab: tuple[MemberRegion, MemberRegion],
     make_pnr: Callable[[], str],
     lan: str,
 ) -> None:
@@ -185,7 +204,7 @@ def test_unserved_or_malformed_lan_code_is_error_and_stores_nothing(
 def test_every_call_ends_its_announcement_to_the_group_commit(
     hub: Hub,
     client: Any,
-    regions_ab: tuple[Region, Region],
+    regions_ab: tuple[MemberRegion, MemberRegion],
     make_pnr: Callable[[], str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -200,14 +219,14 @@ def test_every_call_ends_its_announcement_to_the_group_commit(
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("validation broke")
 
-    monkeypatch.setattr("hub.messages.validate_request", broken)
+    monkeypatch.setattr("hub.inbound.service.validate_request", broken)
     status, answer = post(client, envelope("14", make_pnr()))
     assert (status, fault(answer)[0]) == (500, "Server")
     assert hub.inbound._expected == 0
 
 
 def test_region_whose_agreement_is_not_active_gets_error(
-    hub: Hub, client: Any, add_region: Callable[..., Region], make_pnr: Callable[[], str]
+    hub: Hub, client: Any, add_region: Callable[..., MemberRegion], make_pnr: Callable[[], str]
 ) -> None:
     add_region(
         "14", "SE2321000131", "Västra Götalandsregionen", active_to=date.today() - timedelta(days=1)
@@ -221,7 +240,10 @@ def test_region_whose_agreement_is_not_active_gets_error(
 
 
 def test_rule_violation_is_error_naming_the_field_without_the_personnummer(
-    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     pnr = make_pnr()
     bad = pnr[:-1] + str((int(pnr[-1]) + 1) % 10)  # wrong check digit
@@ -234,7 +256,10 @@ def test_rule_violation_is_error_naming_the_field_without_the_personnummer(
 
 
 def test_wrong_namespace_inside_the_message_is_error(
-    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     body = envelope("14", make_pnr()).replace(
         b"urn:riv:clinicalprocess:logistics:cervixscreening:1", b"urn:example:wrong:1"
@@ -244,7 +269,7 @@ def test_wrong_namespace_inside_the_message_is_error(
 
 
 def test_operation_in_a_foreign_namespace_is_a_client_fault(
-    client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    client: Any, regions_ab: tuple[MemberRegion, MemberRegion], make_pnr: Callable[[], str]
 ) -> None:
     body = envelope("14", make_pnr()).replace(RESPONDER_NS.encode(), b"urn:example:other:1")
     status, answer = post(client, body)
@@ -253,11 +278,14 @@ def test_operation_in_a_foreign_namespace_is_a_client_fault(
 
 
 def test_spyne_event_listeners_run_for_a_call_and_for_a_fault(
-    app: Any, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    app: Any,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     # The producer's Spyne context fires events its own way (hub/producer/service.py): listeners
     # on the application and on the service must still run, application first.
-    from hub.producer.service import ResponderService
+    from hub.producer.spyne import ResponderService
 
     spyne_app = app.wsgi_app.mounts[ENDPOINT_PATH].spyne.app
     heard: list[str] = []
@@ -301,7 +329,7 @@ def test_spyne_event_listeners_run_for_a_call_and_for_a_fault(
     ],
 )
 def test_malformed_requests_get_a_client_fault(
-    client: Any, regions_ab: tuple[Region, Region], body: bytes, expected: str
+    client: Any, regions_ab: tuple[MemberRegion, MemberRegion], body: bytes, expected: str
 ) -> None:
     status, answer = post(client, body)
     code, text = fault(answer)
@@ -311,7 +339,7 @@ def test_malformed_requests_get_a_client_fault(
 
 
 def test_entity_expansion_bomb_is_refused_fast(
-    client: Any, regions_ab: tuple[Region, Region]
+    client: Any, regions_ab: tuple[MemberRegion, MemberRegion]
 ) -> None:
     lol = "".join(f'<!ENTITY l{i} "{"&l" + str(i - 1) + ";" * 1}' * 10 + '">' for i in range(1, 10))
     body = (
@@ -326,7 +354,10 @@ def test_entity_expansion_bomb_is_refused_fast(
 
 
 def test_six_megabyte_body_is_refused_without_storing(
-    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     body = envelope("14", make_pnr())
     padded = (
@@ -346,7 +377,7 @@ def test_six_megabyte_body_is_refused_without_storing(
 def test_database_down_is_a_server_fault_without_details(
     settings: Any,
     hub: Hub,
-    regions_ab: tuple[Region, Region],
+    regions_ab: tuple[MemberRegion, MemberRegion],
     make_pnr: Callable[[], str],
     tmp_path: Path,
 ) -> None:
@@ -400,7 +431,7 @@ def test_after_the_database_dropped_every_connection_calls_and_resends_are_answe
     settings: Any,
     hub: Hub,
     client: Any,
-    regions_ab: tuple[Region, Region],
+    regions_ab: tuple[MemberRegion, MemberRegion],
     make_pnr: Callable[[], str],
     postgresql_only: None,
 ) -> None:
@@ -422,7 +453,7 @@ def test_a_resend_whose_lookup_loses_its_connection_midway_is_answered_ok(
     settings: Any,
     hub: Hub,
     client: Any,
-    regions_ab: tuple[Region, Region],
+    regions_ab: tuple[MemberRegion, MemberRegion],
     make_pnr: Callable[[], str],
     postgresql_only: None,
 ) -> None:
@@ -461,7 +492,10 @@ def _cert_pem(hsa_id: str) -> str:
 
 
 def test_caller_is_identified_from_the_ingress_certificate(
-    settings: Any, hub: Hub, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    settings: Any,
+    hub: Hub,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     from urllib.parse import quote
 
@@ -510,16 +544,19 @@ def test_caller_is_identified_from_the_ingress_certificate(
 
 
 def test_region_b_never_sees_region_a(
-    hub: Hub, client: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     pnr = make_pnr()
     post(client, envelope("14", pnr))
-    a_rows = list_messages(hub, "14", "test:alice")
+    a_rows = list_messages(scope_of(hub, "14", "test:alice"))
     assert len(a_rows) == 1 and a_rows[0].masked_pnr.endswith("****")
     message_id = a_rows[0].id
-    assert list_messages(hub, "01", "test:charlie") == []
-    assert read_body(hub, "01", message_id, "test:charlie") is None
-    body_a = read_body(hub, "14", message_id, "test:alice")
+    assert list_messages(scope_of(hub, "01", "test:charlie")) == []
+    assert read_body(scope_of(hub, "01", "test:charlie"), message_id) is None
+    body_a = read_body(scope_of(hub, "14", "test:alice"), message_id)
     assert body_a is not None and pnr.encode() in body_a
     # Region B's key cannot open region A's data even given the bytes.
     with hub.db.region("14").connect() as connection:
@@ -537,7 +574,7 @@ def test_region_b_never_sees_region_a(
 
 def test_personnummer_never_reaches_the_application_log(
     client: Any,
-    regions_ab: tuple[Region, Region],
+    regions_ab: tuple[MemberRegion, MemberRegion],
     make_pnr: Callable[[], str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -549,7 +586,10 @@ def test_personnummer_never_reaches_the_application_log(
 
 
 def test_concurrent_calls_over_real_http(
-    hub: Hub, live_server: Any, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub,
+    live_server: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
 ) -> None:
     bodies = [envelope("14" if i % 2 else "01", make_pnr()) for i in range(40)]
 

@@ -23,7 +23,7 @@ from bench.common import Server, run_load
 from bench.inbound import REGIONS, make_bodies  # the bodies go to these three regions
 from hub.context import Hub
 from hub.contract.names import ENDPOINT_PATH
-from hub.tables import messages
+from hub.db.region_tables import messages
 from tests.conftest import end_database_sessions
 
 

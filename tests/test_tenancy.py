@@ -13,12 +13,13 @@ import pytest
 from sqlalchemy import select
 
 from hub.context import Hub
-from hub.messages import list_messages
-from hub.migrate import current_revision, head_revision
-from hub.tables import operator_audit
+from hub.db.hub_tables import operator_audit
+from hub.db.migrate import current_revision, head_revision
+from hub.inbound.views import list_messages
+from hub.tenancy.access import Forbidden, NotFound, Permission, region_scope, system_actor
 from hub.tenancy.keys import KeyDestroyed, KeyStore
 from hub.tenancy.registry import (
-    Region,
+    MemberRegion,
     RegionError,
     end_agreement,
     get_region,
@@ -27,6 +28,8 @@ from hub.tenancy.registry import (
     save_region,
     sync_regions,
 )
+from tests.conftest import ALICE, BOB, CHARLIE, OLOF, scope_of
+from tests.test_producer import envelope, post, result
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,12 +45,21 @@ def test_sync_adds_updates_and_never_offboards(hub: Hub, tmp_path: Path) -> None
     folder.mkdir()
     for source in (REPO / "regions").glob("*.toml"):
         (folder / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
-    assert sync_regions(hub.db, hub.keys, folder, "test") == {"01": "added", "14": "added"}
-    assert sync_regions(hub.db, hub.keys, folder, "test") == {"01": "unchanged", "14": "unchanged"}
+    assert sync_regions(hub.db, hub.keys, folder, system_actor("test")) == {
+        "01": "added",
+        "14": "added",
+    }
+    assert sync_regions(hub.db, hub.keys, folder, system_actor("test")) == {
+        "01": "unchanged",
+        "14": "unchanged",
+    }
     path = folder / "14-vastra-gotalandsregionen.toml"
     path.write_text(path.read_text(encoding="utf-8").replace('"SIT"', '"QA"'), encoding="utf-8")
     (folder / "01-region-stockholm.toml").unlink()
-    assert sync_regions(hub.db, hub.keys, folder, "test") == {"01": "not-in-files", "14": "updated"}
+    assert sync_regions(hub.db, hub.keys, folder, system_actor("test")) == {
+        "01": "not-in-files",
+        "14": "updated",
+    }
     with hub.db.hub.connect() as connection:
         region = get_region(connection, "14")
         assert region is not None and region.environment == "QA"
@@ -88,21 +100,23 @@ def test_a_bad_region_file_changes_nothing(
     )
     (folder / "broken.toml").write_text(content, encoding="utf-8")
     with pytest.raises(RegionError, match=expected):
-        sync_regions(hub.db, hub.keys, folder, "test")
+        sync_regions(hub.db, hub.keys, folder, system_actor("test"))
     with hub.db.hub.connect() as connection:
         assert list_regions(connection) == []
 
 
-def test_add_refuses_a_duplicate_lan_code(hub: Hub, add_region: Callable[..., Region]) -> None:
+def test_add_refuses_a_duplicate_lan_code(
+    hub: Hub, add_region: Callable[..., MemberRegion]
+) -> None:
     region = add_region("14", "SE2321000131", "Västra Götalandsregionen")
     with pytest.raises(RegionError, match="already exists"):
-        save_region(hub.db, hub.keys, region, "test", create=True)
+        save_region(hub.db, hub.keys, region, system_actor("test"), create=True)
 
 
 def test_agreement_states() -> None:
     today = date(2026, 6, 1)
-    base = Region("14", "SE2321000131", "VGR")
-    signed = Region(
+    base = MemberRegion("14", "SE2321000131", "VGR")
+    signed = MemberRegion(
         "14",
         "SE2321000131",
         "VGR",
@@ -113,13 +127,13 @@ def test_agreement_states() -> None:
     assert base.agreement_state(today) == "pending" and not base.is_active(today)
     assert signed.agreement_state(today) == "active" and signed.is_active(today)
     assert signed.agreement_state(today - timedelta(days=1)) == "not-started"
-    ended = Region(**{**signed.__dict__, "active_to": today})
+    ended = MemberRegion(**{**signed.__dict__, "active_to": today})
     assert ended.is_active(today) and not ended.is_active(today + timedelta(days=1))
     assert ended.agreement_state(today + timedelta(days=1)) == "ended"
 
 
 def test_keys_differ_per_region_and_hash_is_keyed(
-    hub: Hub, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub, regions_ab: tuple[MemberRegion, MemberRegion], make_pnr: Callable[[], str]
 ) -> None:
     pnr = make_pnr()
     with hub.db.hub.connect() as connection:
@@ -133,10 +147,8 @@ def test_keys_differ_per_region_and_hash_is_keyed(
 
 
 def test_deflated_seals_of_earlier_versions_open_and_stay_bound_to_their_region(
-    hub: Hub, regions_ab: tuple[Region, Region], make_pnr: Callable[[], str]
+    hub: Hub, regions_ab: tuple[MemberRegion, MemberRegion], make_pnr: Callable[[], str]
 ) -> None:
-    from tests.test_producer import envelope
-
     body = envelope("14", make_pnr())
     with hub.db.hub.connect() as connection:
         a, b = hub.keys.cipher(connection, "14"), hub.keys.cipher(connection, "01")
@@ -158,21 +170,21 @@ def test_deflated_seals_of_earlier_versions_open_and_stay_bound_to_their_region(
 def test_ending_an_agreement_with_key_destruction_makes_data_unreadable(
     hub: Hub,
     client: Any,
-    regions_ab: tuple[Region, Region],
+    regions_ab: tuple[MemberRegion, MemberRegion],
     make_pnr: Callable[[], str],
     settings: Any,
 ) -> None:
-    from tests.test_producer import envelope, post, result
-
     assert result(post(client, envelope("14", make_pnr()))[1])[0] == "OK"
-    assert len(list_messages(hub, "14", "test")) == 1
-    end_agreement(hub.db, hub.keys, "14", "test", destroy_key=True, today=date.today())
+    assert len(list_messages(scope_of(hub, "14", "test"))) == 1
+    end_agreement(
+        hub.db, hub.keys, "14", system_actor("test"), destroy_key=True, today=date.today()
+    )
     # A fresh key store (another node, or after restart) cannot read region 14 any more.
     fresh = KeyStore(_master(settings))
     with hub.db.hub.connect() as connection, pytest.raises(KeyDestroyed):
         fresh.cipher(connection, "14")
     with pytest.raises(KeyDestroyed):
-        list_messages(hub, "14", "test")
+        list_messages(scope_of(hub, "14", "test"))
     # Region B is untouched.
     with hub.db.hub.connect() as connection:
         fresh.cipher(connection, "01")
@@ -187,3 +199,46 @@ def _master(settings: Any) -> bytes:
     import base64
 
     return base64.b64decode((settings.data_dir / "master.key").read_text().strip())
+
+
+# -- the one home of authorisation: actors, roles and region scopes ---------------------------
+
+
+def test_personas_get_exactly_the_scopes_their_roles_allow(
+    hub: Hub, regions_ab: tuple[MemberRegion, MemberRegion]
+) -> None:
+    assert region_scope(hub, ALICE, "14", Permission.DECIDE).lan == "14"
+    assert region_scope(hub, BOB, "14", Permission.READ_CONTENT).lan == "14"
+    with pytest.raises(Forbidden):
+        region_scope(hub, BOB, "14", Permission.DECIDE)
+    # Charlie holds no role in 14: region 14 does not exist for her, whatever she asks.
+    for permission in Permission:
+        with pytest.raises(NotFound):
+            region_scope(hub, CHARLIE, "14", permission)
+    assert region_scope(hub, CHARLIE, "01", Permission.DECIDE).lan == "01"
+    # Olof sees every region's metadata and none of its content.
+    for lan in ("14", "01"):
+        assert region_scope(hub, OLOF, lan, Permission.READ_METADATA).lan == lan
+        assert region_scope(hub, OLOF, lan, Permission.OPERATE).lan == lan
+        for refused in (Permission.READ_CONTENT, Permission.DECIDE, Permission.SUBMIT):
+            with pytest.raises(Forbidden):
+                region_scope(hub, OLOF, lan, refused)
+
+
+def test_a_region_that_is_not_registered_has_no_scope_even_for_the_system(hub: Hub) -> None:
+    with pytest.raises(NotFound):
+        region_scope(hub, system_actor("test"), "14", Permission.READ_METADATA)
+
+
+def test_charlie_sees_nothing_of_region_14_through_the_services(
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
+) -> None:
+    assert result(post(client, envelope("14", make_pnr()))[1])[0] == "OK"
+    [message] = list_messages(region_scope(hub, ALICE, "14", Permission.READ_METADATA))
+    assert message.masked_pnr.endswith("-****")
+    assert list_messages(region_scope(hub, CHARLIE, "01", Permission.READ_METADATA)) == []
+    with pytest.raises(NotFound):
+        region_scope(hub, CHARLIE, "14", Permission.READ_METADATA)

@@ -1,4 +1,4 @@
-"""SNOMED CT code lists of the contract (CONTRACT.md §4), kept as configuration (rule 4)."""
+"""SNOMED CT code lists of the contract (docs/contract.md), kept as configuration."""
 
 import tomllib
 from dataclasses import dataclass, fields
@@ -20,15 +20,6 @@ class CodeLists:
         """Every code allowed in ``HPVstatusList/value``."""
         return self.hpv_positive | self.hpv_negative
 
-
-DEFAULT_CODE_LISTS: Final = CodeLists(
-    exclusion_reasons=frozenset({"116140006", "31021000119100", "702371008"}),
-    followup_types=frozenset(
-        {"59461000052109", "59291000052102", "59321000052109", "59301000052103"}
-    ),
-    hpv_positive=frozenset({"59291000052102", "59321000052109", "59301000052103"}),
-    hpv_negative=frozenset({"59311000052101"}),
-)
 
 DEFAULT_CODE_LISTS_PATH: Final = Path(__file__).with_name("codelists.toml")
 
@@ -54,3 +45,7 @@ def load_code_lists(path: Path = DEFAULT_CODE_LISTS_PATH) -> CodeLists:
     if lists.hpv_positive & lists.hpv_negative:
         raise ValueError(f"{path.name}: a code cannot be both HPV positive and HPV negative")
     return lists
+
+
+#: The shipped code lists (``codelists.toml``, the one place they are written down).
+DEFAULT_CODE_LISTS: Final = load_code_lists(DEFAULT_CODE_LISTS_PATH)

@@ -1,4 +1,4 @@
-"""Typed, immutable model of the request payload (CONTRACT.md §2).
+"""Typed, immutable model of the request payload (docs/contract.md).
 
 Dates stay the 8-character strings received: the schema pattern admits impossible dates, and the
 validator, not the model, decides what to do about them. Unknown ``##other`` extension elements are
@@ -122,7 +122,7 @@ class CervixScreeningInformation:
 
     @property
     def kind(self) -> Kind:
-        """A best guess at the business scenario (CONTRACT.md §7), for logs and dashboards only.
+        """A best guess at the business scenario (docs/contract.md), for logs and dashboards only.
 
         One interaction carries all three scenarios, so this is a heuristic: a specimen alone is a
         sample taken elsewhere; an exclusion or follow-up without a plan or sample is a treatment;
@@ -141,8 +141,8 @@ class CervixScreeningInformation:
     def to_json(self) -> bytes:
         """The model as UTF-8 JSON, fields named and ordered as here: what a store keeps of it.
 
-        orjson writes the dataclasses as they are, a thirtieth of the cost of ``asdict`` and
-        ``json.dumps``, which was a fifth of the producer's CPU per call (bench/inbound.py).
+        orjson writes the dataclasses as they are, at a small fraction of the cost of ``asdict``
+        and ``json.dumps``, which showed up large in the producer's profile (bench/inbound.py).
         """
         return orjson.dumps(self)
 

@@ -1,4 +1,4 @@
-"""Read a SOAP 1.1 request and its payload (CONTRACT.md §2, §5, §6).
+"""Read a SOAP 1.1 request and its payload (docs/contract.md).
 
 Everything here runs on untrusted bytes before any validation, so errors carry fixed, data-free
 messages: they end up in a SOAP Fault that goes back over the platform.
@@ -34,7 +34,7 @@ _BODY: Final = f"{{{SOAP11_ENV_NS}}}Body"
 
 
 class MalformedRequest(ValueError):
-    """Not a SOAP 1.1 request we can read: answer with a ``soap:Client`` fault (CONTRACT.md §5)."""
+    """Not a SOAP 1.1 request we can read: answer with a ``soap:Client`` fault."""
 
 
 class ModelError(ValueError):
@@ -131,7 +131,7 @@ _Children = dict[str, etree._Element]
 def _children(el: etree._Element) -> _Children:
     # One pass over an element's children into a map, then dictionary look-ups: the model reads
     # some forty children per message, and a search per child (find() or iterchildren(tag))
-    # made building the model cost seven times the XSD validation. The first of equal tags
+    # made building the model cost several times the XSD validation. The first of equal tags
     # wins, as with find(); repeated elements are read with iterchildren. A required child is
     # read as kids[name]: a KeyError, turned into a ModelError by information_from_element.
     kids: _Children = {}

@@ -1,4 +1,4 @@
-"""Swedish personnummer: check, mask and generate synthetic ones (CONTRACT.md §3 rule 1).
+"""Swedish personnummer: check, mask and generate synthetic ones (docs/contract.md).
 
 Only the 12-digit form ``YYYYMMDDNNNN`` is accepted on the wire. Samordningsnummer (day + 60) are
 refused because the contract covers Swedish personnummer only.

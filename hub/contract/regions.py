@@ -1,11 +1,15 @@
 """The 21 Swedish regions: län code → name and HSA-id root (from shared/contract/regions.csv).
 
 Copied into code because the CSV is reference material, not part of the package. The HSA-id root
-is "SE" + the region's organisation number; CONTRACT.md marks several as unverified, which is fine
+is "SE" + the region's organisation number; several are unverified (derived), which is fine
 for synthetic samples and for naming regions, but never use this table to authenticate anyone.
 """
 
+import re
 from typing import Final, NamedTuple
+
+#: The form of a län code (two digits); :func:`is_lan_code` also checks that it is one of the 21.
+LAN_CODE_RE: Final = re.compile(r"[0-9]{2}")
 
 
 class RegionInfo(NamedTuple):

@@ -1,4 +1,4 @@
-"""Synthetic sample messages for the three business scenarios (CONTRACT.md §7) and R1.
+"""Synthetic sample messages for the three business scenarios (docs/contract.md) and R1.
 
 For demos, the simulator and tests. Pass a personnummer from :func:`personnummer.generate` so a
 sample never carries a real person's number; everything else (regions, units) is public or made up.

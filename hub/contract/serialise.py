@@ -1,4 +1,4 @@
-"""Write the payload and SOAP 1.1 envelopes (CONTRACT.md §1, §2, §5).
+"""Write the payload and SOAP 1.1 envelopes (docs/contract.md).
 
 Elements are written in the schema's sequence order, which is normative, with fixed prefixes so
 that the same model always gives the same bytes (useful for hashes and idempotency keys).
@@ -16,7 +16,15 @@ from hub.contract.model import (
     Organisation,
     Region,
 )
-from hub.contract.names import CORE_NS, ITR_NS, PAYLOAD_TAG, RESPONDER_NS, SOAP11_ENV_NS
+from hub.contract.names import (
+    CORE_NS,
+    ITR_NS,
+    OPERATION_TAG,
+    PAYLOAD_TAG,
+    RESPONDER_NS,
+    RESPONSE_TAG,
+    SOAP11_ENV_NS,
+)
 
 NSMAP: Final = {"soap": SOAP11_ENV_NS, "itr": ITR_NS, "tjsr": RESPONDER_NS, "core": CORE_NS}
 _PAYLOAD_NSMAP: Final = {"tjsr": RESPONDER_NS, "core": CORE_NS}
@@ -119,15 +127,14 @@ def build_request_envelope(
     """
     env, header, body = _envelope()
     etree.SubElement(header, f"{{{ITR_NS}}}LogicalAddress").text = logical_address
-    operation_tag = f"{{{RESPONDER_NS}}}ProcessCervixScreeningInformation"
     if isinstance(info_or_element, CervixScreeningInformation):
         payload = information_to_element(info_or_element)
     else:
         payload = copy.deepcopy(info_or_element)
-    if payload.tag == operation_tag:
+    if payload.tag == OPERATION_TAG:
         body.append(payload)
     else:
-        etree.SubElement(body, operation_tag).append(payload)
+        etree.SubElement(body, OPERATION_TAG).append(payload)
     return _bytes(env)
 
 
@@ -135,7 +142,7 @@ def build_response_envelope(result_code: ResultCode, result_text: str | None) ->
     """A complete SOAP 1.1 response carrying ``resultCode`` and, if given, ``resultText``."""
     env, header, body = _envelope()
     env.remove(header)
-    resp = etree.SubElement(body, f"{{{RESPONDER_NS}}}ProcessCervixScreeningInformationResponse")
+    resp = etree.SubElement(body, RESPONSE_TAG)
     etree.SubElement(resp, f"{{{RESPONDER_NS}}}resultCode").text = result_code
     if result_text is not None:
         etree.SubElement(resp, f"{{{RESPONDER_NS}}}resultText").text = result_text

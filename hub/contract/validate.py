@@ -1,136 +1,55 @@
-"""Validate a request: the XSDs in ``wsdl/`` first, then the contract rules (CONTRACT.md §3).
+"""Validate a request: the XSDs in ``wsdl/`` first, then the contract rules (docs/contract.md).
 
 Nothing in a Problem's message repeats a value from the request: resultText goes back over the
 platform and into logs, and the values are personal data (personnummer, dates, free text).
 """
 
 import datetime
-import os
 import re
-import threading
-import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final, Literal
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
 from hub.contract import personnummer
 from hub.contract.codes import CodeLists
+from hub.contract.hsaid import is_hsa_id
 from hub.contract.model import CV, CervixScreeningInformation, Organisation, Region
 from hub.contract.names import (
     HSA_ID_ROOT,
-    ITR_NS,
+    OPERATION_TAG,
+    PAYLOAD_TAG,
     PERSON_ID_ROOT,
     RESPONDER_NS,
     SNOMED_CT,
 )
 from hub.contract.parse import ModelError, information_from_element
 from hub.contract.regions import is_lan_code
+from hub.contract.wsdl import schema
 
-__all__ = [
-    "Problem",
-    "Verdict",
-    "is_hsa_id",
-    "is_lan_code",
-    "load_schema",
-    "schema",
-    "swedish_today",
-    "validate_request",
-    "wsdl_dir",
-]
+__all__ = ["Problem", "Verdict", "validate_request"]
 
-RESPONDER_XSD: Final = (
-    "interactions/ProcessCervixScreeningInformationInteraction/"
-    "ProcessCervixScreeningInformationResponder_1.0.xsd"
-)
-HEADER_XSD: Final = "core_components/itintegration_registry_1.0.xsd"
-STOCKHOLM: Final = zoneinfo.ZoneInfo("Europe/Stockholm")
 # resultText is for people reading a log at the consumer; past this length it stops helping.
 MAX_RESULT_TEXT: Final = 2000
+
+# The rules a problem cites, by name: an answer goes back to a caller who cannot see our
+# documents, so it names the rule itself (docs/contract.md lists each with what it checks).
+RULE_SCHEMA: Final = "schema"
+RULE_PERSONNUMMER: Final = "personnummer rule"
+RULE_HSA_ID: Final = "HSA-id rule"
+RULE_SENDER: Final = "sending region rule"
+RULE_CODES: Final = "SNOMED CT code list rule"
+RULE_DATES: Final = "date rule"
+RULE_HPV: Final = "HPV status rule"
+RULE_ADDRESS: Final = "logical address rule"
+#: Accepted, with a note (INFO): not worth refusing the message for.
+RULE_NOTE: Final = "note"
 
 Severity = Literal["error", "info"]
 ResultCode = Literal["OK", "INFO", "ERROR"]
 
-_OPERATION: Final = f"{{{RESPONDER_NS}}}ProcessCervixScreeningInformation"
 _PAYLOAD: Final = "cervixScreeningInformation"
-# SE + organisation number (optionally with the 16 prefix) + optional unit suffix.
-_HSA_RE: Final = re.compile(r"SE(?:16)?[0-9]{10}(?:-[A-Za-z0-9]{1,40})?")
-
-
-def wsdl_dir() -> Path:
-    """The contract folder: ``$AGENTHUB_WSDL_DIR`` or ``wsdl/`` at the top of the repository."""
-    override = os.environ.get("AGENTHUB_WSDL_DIR")
-    return Path(override) if override else Path(__file__).parents[2] / "wsdl"
-
-
-def swedish_today() -> datetime.date:
-    """Today's date in Sweden: the contract's dates are Swedish local dates (§3 rule 5)."""
-    return datetime.datetime.now(STOCKHOLM).date()
-
-
-def is_hsa_id(s: str) -> bool:
-    """True if ``s`` has the shape of an HSA-id (``SE2321000131`` or ``SE2321000131-XXXX``)."""
-    return _HSA_RE.fullmatch(s) is not None
-
-
-# --- schema ----------------------------------------------------------------------------------
-
-
-class _FolderResolver(etree.Resolver):  # type: ignore[misc, unused-ignore]
-    """Serve schema imports from one folder only; everything else resolves to nothing usable.
-
-    Without this, libxml2 would follow any schemaLocation (another file, or a URL if the network
-    were allowed); the contract folder is the only thing a schema may pull in.
-    """
-
-    def __init__(self, root: Path) -> None:
-        super().__init__()
-        self._root = root.resolve()
-
-    def resolve(self, system_url: str, public_id: str, context: Any) -> Any:
-        path = Path(system_url.removeprefix("file://")).resolve()
-        if path.is_relative_to(self._root) and path.is_file():
-            return self.resolve_filename(str(path), context)
-        return self.resolve_string("<refused/>", context)
-
-
-def load_schema(folder: Path | None = None) -> etree.XMLSchema:
-    """Compile the responder schema and the header schema from ``folder`` into one XMLSchema."""
-    root = (folder or wsdl_dir()).resolve()
-    parser = etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True
-    )
-    parser.resolvers.add(_FolderResolver(root))
-    # A schema with no target namespace of its own whose imports pull in both namespaces.
-    wrapper = (
-        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema">'
-        f'<xs:import namespace="{RESPONDER_NS}" schemaLocation="{RESPONDER_XSD}"/>'
-        f'<xs:import namespace="{ITR_NS}" schemaLocation="{HEADER_XSD}"/>'
-        "</xs:schema>"
-    )
-    doc = etree.fromstring(wrapper.encode(), parser, base_url=str(root / "wrapper.xsd"))
-    return etree.XMLSchema(doc)
-
-
-# An XMLSchema's compiled schema is read-only, but the object's error_log is overwritten by every
-# validation, so two threads sharing one would read each other's errors. One per thread it is.
-_local = threading.local()
-# Compiling is not thread-safe in libxml2 (its built-in types are set up on first use): threads
-# that compiled at once right after a start failed with "the given type '' is not a built-in
-# type", or crashed the process (SIGSEGV, seen in tests/test_crash.py). One compile at a time.
-_compile_lock = threading.Lock()
-
-
-def schema() -> etree.XMLSchema:
-    """This thread's compiled schema (compiled once per thread, one thread at a time)."""
-    compiled: etree.XMLSchema | None = getattr(_local, "schema", None)
-    if compiled is None:
-        with _compile_lock:
-            compiled = load_schema()
-        _local.schema = compiled
-    return compiled
 
 
 # --- verdict ---------------------------------------------------------------------------------
@@ -238,7 +157,7 @@ def _xsd_problems(el: etree._Element) -> list[Problem]:
     if compiled.validate(el):
         return []
     return [
-        Problem(_xsd_path(e.path), "XSD", _xsd_message(e))
+        Problem(_xsd_path(e.path), RULE_SCHEMA, _xsd_message(e))
         for e in compiled.error_log
         if e.level >= etree.ErrorLevels.ERROR
     ]
@@ -249,7 +168,7 @@ def _xsd_problems(el: etree._Element) -> list[Problem]:
 
 def _real_date(value: str) -> datetime.date | None:
     # The XSD pattern already made it eight digits (YYYYMMDD); only the calendar is left to check.
-    # date() does that a dozen times faster than strptime, on the hot path of every call.
+    # date() does that far cheaper than strptime, on the hot path of every call.
     if len(value) != 8 or not value.isdigit():
         return None
     try:
@@ -322,55 +241,65 @@ class _Checker:
         pid = self.info.subject_of_care.person_id
         path = "subjectOfCare/personId"
         if pid.root != PERSON_ID_ROOT:
-            self.error(f"{path}/root", "§3.1", f"must be {PERSON_ID_ROOT} (Swedish personnummer)")
+            self.error(
+                f"{path}/root",
+                RULE_PERSONNUMMER,
+                f"must be {PERSON_ID_ROOT} (Swedish personnummer)",
+            )
         if pid.extension is None:
-            self.error(f"{path}/extension", "§3.1", "is missing; a personnummer is required")
+            self.error(
+                f"{path}/extension", RULE_PERSONNUMMER, "is missing; a personnummer is required"
+            )
             return
         reason = personnummer.check(pid.extension)
         if reason is not None:
-            self.error(f"{path}/extension", "§3.1", f"is not a valid personnummer: it {reason}")
+            self.error(
+                f"{path}/extension", RULE_PERSONNUMMER, f"is not a valid personnummer: it {reason}"
+            )
 
     def rule2_hsa(self) -> None:
         for rpath, region in self.regions():
             for opath, org in _organisations(rpath, region):
                 if org.id.root != HSA_ID_ROOT:
-                    self.error(f"{opath}/id/root", "§3.2", f"must be {HSA_ID_ROOT} (HSA-id)")
+                    self.error(f"{opath}/id/root", RULE_HSA_ID, f"must be {HSA_ID_ROOT} (HSA-id)")
                 if org.id.extension is None:
-                    self.error(f"{opath}/id/extension", "§3.2", "is missing; an HSA-id is required")
+                    self.error(
+                        f"{opath}/id/extension", RULE_HSA_ID, "is missing; an HSA-id is required"
+                    )
                 elif not is_hsa_id(org.id.extension):
-                    self.error(f"{opath}/id/extension", "§3.2", "is not a well-formed HSA-id")
+                    self.error(f"{opath}/id/extension", RULE_HSA_ID, "is not a well-formed HSA-id")
 
     def rule3_sender(self) -> None:
         sender = self.info.sending_region
         if sender.care_giver is not None:
-            self.error("sendingRegion/careGiver", "§3.3", "must not be given for the sender")
+            self.error("sendingRegion/careGiver", RULE_SENDER, "must not be given for the sender")
         if sender.care_unit is not None:
-            self.error("sendingRegion/careUnit", "§3.3", "must not be given for the sender")
+            self.error("sendingRegion/careUnit", RULE_SENDER, "must not be given for the sender")
 
     def rule4_codes(self) -> None:
         for path, cv, allowed, what in self.coded():
             if cv.code_system != SNOMED_CT:
-                self.error(f"{path}/codeSystem", "§3.4", f"must be {SNOMED_CT} (SNOMED CT)")
+                self.error(f"{path}/codeSystem", RULE_CODES, f"must be {SNOMED_CT} (SNOMED CT)")
             elif cv.code not in allowed:
-                self.error(f"{path}/code", "§3.4", f"is not in the code list for {what}")
+                self.error(f"{path}/code", RULE_CODES, f"is not in the code list for {what}")
 
     def rule5_dates(self) -> None:
         for path, value in self.past_dates():
             day = _real_date(value)
             if day is None:
-                self.error(path, "§3.5", "is not a real calendar date")
+                self.error(path, RULE_DATES, "is not a real calendar date")
             elif day > self.today:
-                self.error(path, "§3.5", "is in the future")
+                self.error(path, RULE_DATES, "is in the future")
             elif self.born is not None and day < self.born:
                 # Impossible but harmless to store; the sender should hear about it.
-                self.info_(path, "§3.9", "is before the birth date of the subject of care")
+                self.info_(path, RULE_NOTE, "is before the birth date of the subject of care")
         planned = self.info.planned_invitation
         if planned is not None:
             day = _real_date(planned.date)
             if day is None:
-                self.error("plannedInvitation/date", "§3.5", "is not a real calendar date")
+                self.error("plannedInvitation/date", RULE_DATES, "is not a real calendar date")
             elif day < self.today:
-                self.info_("plannedInvitation/date", "§3.9", "is in the past")
+                self.info_("plannedInvitation/date", RULE_NOTE, "is in the past")
 
     def rule6_hpv(self) -> None:
         specimen = self.info.specimen
@@ -378,19 +307,21 @@ class _Checker:
             return
         codes = [s.value.code for s in specimen.hpv_status_list]
         if len(set(codes)) != len(codes):
-            self.error("specimen/HPVstatusList", "§3.6", "contains the same result twice")
+            self.error("specimen/HPVstatusList", RULE_HPV, "contains the same result twice")
         found = set(codes)
         if found & self.codes.hpv_negative and found & self.codes.hpv_positive:
             self.error(
-                "specimen/HPVstatusList", "§3.6", "has HPV not detected together with a found type"
+                "specimen/HPVstatusList",
+                RULE_HPV,
+                "has HPV not detected together with a found type",
             )
 
     def rule9_soft(self) -> None:
         for path, cv, _allowed, _what in self.coded():
             if cv.code_system_name is not None:
-                self.info_(f"{path}/codeSystemName", "§3.9", "is not used and was ignored")
+                self.info_(f"{path}/codeSystemName", RULE_NOTE, "is not used and was ignored")
             if cv.original_text is not None:
-                self.info_(f"{path}/originalText", "§3.9", "is not used and was ignored")
+                self.info_(f"{path}/originalText", RULE_NOTE, "is not used and was ignored")
 
     def run(self) -> list[Problem]:
         self.rule1_person()
@@ -406,9 +337,9 @@ class _Checker:
 def _logical_address_problems(logical_address: str | None) -> list[Problem]:
     path = "Header/LogicalAddress"
     if logical_address is None or logical_address == "":
-        return [Problem(path, "§3.8", "is missing; give the receiver's two-digit län code")]
+        return [Problem(path, RULE_ADDRESS, "is missing; give the receiver's two-digit län code")]
     if not is_lan_code(logical_address):
-        return [Problem(path, "§3.8", "is not a two-digit län code (no spaces)")]
+        return [Problem(path, RULE_ADDRESS, "is not a two-digit län code (no spaces)")]
     return []
 
 
@@ -419,18 +350,18 @@ def validate_request(
     today: datetime.date,
     codes: CodeLists,
 ) -> Verdict:
-    """Check the first element of soap:Body and the LogicalAddress against XSD and §3 rules 1–10.
+    """Check the first element of soap:Body and the LogicalAddress: the XSD, then the rules.
 
-    ``today`` is the Swedish local date (see :func:`swedish_today`); rule 8 checks only that the
-    address is a län code, whether this hub serves it is for routing to decide. A message that
-    fails the XSD is not checked further: its model cannot be trusted.
+    ``today`` is the Swedish local date (:func:`hub.clock.swedish_today`). The logical address
+    rule checks only that the address is a län code; whether this hub serves it is for routing
+    to decide. A message that fails the XSD is not checked further: its model cannot be trusted.
     """
     verdict = Verdict(problems=_logical_address_problems(logical_address))
-    if body_element.tag != _OPERATION:
+    if body_element.tag != OPERATION_TAG:
         verdict.problems.append(
             Problem(
                 "Body",
-                "XSD",
+                RULE_SCHEMA,
                 "the first element of the SOAP Body must be ProcessCervixScreeningInformation "
                 f"in namespace {RESPONDER_NS}",
             )
@@ -440,14 +371,14 @@ def validate_request(
     if xsd:
         verdict.problems.extend(xsd)
         return verdict
-    payload = body_element.find(f"{{{RESPONDER_NS}}}{_PAYLOAD}")
+    payload = body_element.find(PAYLOAD_TAG)
     try:
         assert payload is not None  # the XSD requires it
         info = information_from_element(payload)
     except (AssertionError, ModelError):
-        verdict.problems.append(Problem(_PAYLOAD, "XSD", "does not conform to the schema"))
+        verdict.problems.append(Problem(_PAYLOAD, RULE_SCHEMA, "does not conform to the schema"))
         return verdict
     verdict.information = info
     verdict.problems.extend(_Checker(info, today, codes).run())
-    # R1 (§3.7): a message with nothing but subject and sender is valid; nothing to add here.
+    # R1: a message with nothing but subject and sender is valid; nothing to add here.
     return verdict

@@ -1,12 +1,7 @@
 """Open a member region's drop from the registry, with secrets resolved outside the database.
 
-``drop_for_region(hub, region) -> Drop`` is the one way jobs (delivery, extract pick-up, the
-consumer side's receipts) get a region's drop; use it as a context manager so an SFTP connection
-is opened once per job run and closed at the end::
-
-    from hub.drops.regional import drop_for_region, drop_config_hash
-    with drop_for_region(hub, region) as drop:
-        drop.write_atomic(RECEIPTS, name, data)
+``drop_for_region(hub, region) -> Drop`` builds a region's drop; jobs get theirs through
+:func:`hub.drops.session.region_drop`, which adds the backoff and records the outcome.
 
 Where the drop is (``regions.drop_url``):
 
@@ -54,7 +49,7 @@ from hub.drops import open_drop
 from hub.drops.base import Drop, DropError
 from hub.drops.local import LocalDrop
 from hub.drops.sftp import SftpSettings
-from hub.tenancy.registry import Region
+from hub.tenancy.registry import MemberRegion
 
 KNOWN_KEYS = frozenset(
     {
@@ -95,7 +90,7 @@ def local_drop_url(hub: Hub, url: str) -> str:
     return str(hub.settings.data_dir / url)
 
 
-def drop_location(hub: Hub, region: Region) -> str:
+def drop_location(hub: Hub, region: MemberRegion) -> str:
     """Where the region's drop is, for operators: never contains a secret."""
     if not region.drop_url:
         return str(default_drop_path(hub, region.lan_code))
@@ -108,7 +103,7 @@ def drop_location(hub: Hub, region: Region) -> str:
     return region.drop_url
 
 
-def drop_config_hash(region: Region) -> str:
+def drop_config_hash(region: MemberRegion) -> str:
     """A fingerprint of the drop configuration (URL and settings; secrets are only references).
 
     Stored with a failure so that a changed configuration is tried at once (see
@@ -166,7 +161,7 @@ def _seconds(settings: Mapping[str, Any], key: str, default: float, lan_code: st
     return number
 
 
-def check_drop_settings(region: Region) -> None:
+def check_drop_settings(region: MemberRegion) -> None:
     """Refuse inline secrets and unknown keys in ``drop_settings``."""
     keys = set(region.drop_settings)
     inline = sorted(keys & INLINE_SECRETS)
@@ -182,7 +177,7 @@ def check_drop_settings(region: Region) -> None:
         )
 
 
-def sftp_settings_for(hub: Hub, region: Region) -> SftpSettings:
+def sftp_settings_for(hub: Hub, region: MemberRegion) -> SftpSettings:
     """Build the SFTP settings of a region, reading its secrets from files or the environment."""
     check_drop_settings(region)
     s = region.drop_settings
@@ -217,7 +212,7 @@ def sftp_settings_for(hub: Hub, region: Region) -> SftpSettings:
         raise DropConfigError(f"region {lan}: {exc}") from None
 
 
-def drop_for_region(hub: Hub, region: Region) -> Drop:
+def drop_for_region(hub: Hub, region: MemberRegion) -> Drop:
     """The region's drop, not yet connected (SFTP connects on first use, once per run).
 
     Raises :class:`DropConfigError` when the configuration cannot work (bad URL, missing secret
@@ -240,18 +235,7 @@ def drop_for_region(hub: Hub, region: Region) -> Drop:
     return drop
 
 
-def prepare_drop(drop: Drop) -> None:
-    """Make sure the drop has its layout and can be written; call once per job run.
-
-    A folder drop is created with its parents when missing (the hub owns the embedded default,
-    and an operator who configured a path wants it used). An SFTP drop's base path must exist:
-    the region's server decides where the account may write.
-    """
-    drop.ensure_layout()
-    drop.check()
-
-
-def _file_mode(region: Region) -> dict[str, int]:
+def _file_mode(region: MemberRegion) -> dict[str, int]:
     if "file_mode" not in region.drop_settings:
         return {}
     value = region.drop_settings["file_mode"]

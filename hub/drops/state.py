@@ -1,23 +1,10 @@
 """Each region's drop health: reachable or not, last success, last error, and the backoff.
 
-One row per region in ``hub.drop_state`` (migration ``hub0002``). Every job that talks to a
-region's drop — delivering received files, picking up extracts, writing receipts — records the
-outcome here, so that operators see one story per drop (``agenthub drops status``) and a drop
-that is down is retried with capped exponential backoff instead of being hammered.
-
-Use from a job (the consumer side's receipts writer included)::
-
-    from hub.drops.state import may_attempt, record_failure, record_success
-
-    with hub.db.hub.connect() as conn:
-        if not may_attempt(conn, lan, config_hash):      # still backing off: skip this run
-            return
-    try:
-        ...                                              # use the drop
-    except DropError as exc:
-        record_failure(hub.db.hub, lan, exc, config_hash, base_s=5, cap_s=900)
-        return
-    record_success(hub.db.hub, lan, config_hash)
+One row per region in ``hub.drop_state`` (:mod:`hub.db.hub_tables`). Every job that talks to a
+region's drop — delivering received files, picking up extracts, writing receipts, probing —
+goes through :func:`hub.drops.session.region_drop`, which reads this state before and records
+the outcome after, so that operators see one story per drop (``agenthub drops status``) and a
+drop that is down is retried with capped exponential backoff instead of being hammered.
 
 ``config_hash`` is :func:`hub.drops.regional.drop_config_hash` of the region: a failure seen with
 one configuration does not hold back a changed one (an operator who fixed a password or pinned a
@@ -34,48 +21,27 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import (
-    Boolean,
-    Column,
-    Connection,
-    DateTime,
-    Engine,
-    Integer,
-    String,
-    Table,
-    Text,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from hub.clock import as_utc, utcnow
 from hub.contract.personnummer import mask_text
-from hub.db import as_utc
+from hub.db.hub_tables import drop_state
 from hub.drops.base import DropError
-from hub.tables import hub_metadata
 
 log = logging.getLogger(__name__)
 
-drop_state = Table(
-    "drop_state",
-    hub_metadata,
-    Column("lan_code", String(2), primary_key=True),
-    # None until the first attempt: "unknown" is not the same as "down".
-    Column("reachable", Boolean),
-    Column("last_check_at", DateTime(timezone=True)),
-    Column("last_success_at", DateTime(timezone=True)),
-    Column("last_failure_at", DateTime(timezone=True)),
-    Column("failing_since", DateTime(timezone=True)),
-    Column("consecutive_failures", Integer, nullable=False, default=0),
-    Column("last_error", Text),
-    Column("error_permanent", Boolean, nullable=False, default=False),
-    Column("next_attempt_at", DateTime(timezone=True)),
-    Column("config_hash", String(64)),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-)
+
+@dataclass(frozen=True)
+class Backoff:
+    """How long a failing drop is left alone: ``base_s`` after the first failure, doubling, at
+    most ``cap_s`` (and ``cap_s`` at once after a permanent error)."""
+
+    base_s: int = 5
+    cap_s: int = 900
+
 
 MAX_ERROR_CHARS = 500
 
@@ -132,16 +98,8 @@ def backoff_delay(failures: int, *, base_s: int, cap_s: int, permanent: bool) ->
     return timedelta(seconds=min(cap_s, base_s * 2**exponent))
 
 
-def may_attempt(
-    connection: Connection, lan_code: str, config_hash: str, now: datetime | None = None
-) -> bool:
-    """Whether a job may use the drop now (not backing off, or its configuration changed)."""
-    state = get_state(connection, lan_code)
-    return state_allows(state, config_hash, now or datetime.now(UTC))
-
-
 def state_allows(state: DropState | None, config_hash: str, now: datetime) -> bool:
-    """:func:`may_attempt` on a state already read."""
+    """Whether a job may use the drop now (not backing off, or its configuration changed)."""
     if state is None or state.next_attempt_at is None:
         return True
     if state.config_hash != config_hash:
@@ -172,7 +130,7 @@ def record_success(
     engine: Engine, lan_code: str, config_hash: str, now: datetime | None = None
 ) -> None:
     """The drop worked: reachable, failures reset, no backoff."""
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     with engine.begin() as connection:
         _upsert(
             connection,
@@ -197,9 +155,7 @@ def record_failure(
     lan_code: str,
     error: BaseException,
     config_hash: str,
-    *,
-    base_s: int,
-    cap_s: int,
+    backoff: Backoff,
     now: datetime | None = None,
 ) -> DropState:
     """The drop failed: count it, store why, and set the next attempt; return the new state.
@@ -207,7 +163,7 @@ def record_failure(
     ``error`` is usually a :class:`~hub.drops.base.DropError` (its ``permanent`` flag decides the
     wait); anything else counts as transient.
     """
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     permanent = bool(getattr(error, "permanent", False))
     text = mask_text(f"{type(error).__name__}: {error}")[:MAX_ERROR_CHARS]
     with engine.begin() as connection:
@@ -219,7 +175,9 @@ def record_failure(
         same_config = previous is not None and previous.config_hash == config_hash
         failures = (previous.consecutive_failures if same_config and previous else 0) + 1
         since = previous.failing_since if same_config and previous else None
-        next_at = now + backoff_delay(failures, base_s=base_s, cap_s=cap_s, permanent=permanent)
+        next_at = now + backoff_delay(
+            failures, base_s=backoff.base_s, cap_s=backoff.cap_s, permanent=permanent
+        )
         values: dict[str, object] = {
             "reachable": False,
             "last_check_at": now,
@@ -260,7 +218,7 @@ def record_failure(
 
 def reset(engine: Engine, lan_code: str) -> None:
     """Forget the backoff so the next run tries at once (an operator fixed something)."""
-    now = datetime.now(UTC)
+    now = utcnow()
     with engine.begin() as connection:
         connection.execute(
             update(drop_state)
@@ -270,13 +228,12 @@ def reset(engine: Engine, lan_code: str) -> None:
 
 
 __all__ = [
+    "Backoff",
     "DropError",
     "DropState",
     "all_states",
     "backoff_delay",
-    "drop_state",
     "get_state",
-    "may_attempt",
     "record_failure",
     "record_success",
     "reset",

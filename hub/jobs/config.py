@@ -30,6 +30,7 @@ from datetime import timedelta
 from typing import Any
 
 from hub.config import env_int
+from hub.drops.state import Backoff
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,8 @@ class JobSettings:
     lanes: int = 4
     lease_s: int = 300
     run_budget_s: int = 60
-    backoff_base_s: int = 5
-    backoff_cap_s: int = 900
+    backoff_base_s: int = Backoff.base_s
+    backoff_cap_s: int = Backoff.cap_s
     max_attempts: int = 10
     body_retention_days: int = 90
 
@@ -53,6 +54,11 @@ class JobSettings:
     def lease(self) -> timedelta:
         """How long a claim holds."""
         return timedelta(seconds=self.lease_s)
+
+    @property
+    def backoff(self) -> Backoff:
+        """How long a failing drop is left alone."""
+        return Backoff(self.backoff_base_s, self.backoff_cap_s)
 
     def with_overrides(self, **changes: Any) -> JobSettings:
         """A copy with some fields replaced (tests)."""

@@ -45,7 +45,7 @@ from sqlalchemy import Engine
 
 from hub.config import env_int
 from hub.context import Hub
-from hub.db import CONNECT_TIMEOUT_SECONDS, TCP_USER_TIMEOUT_MS
+from hub.db.engines import CONNECT_TIMEOUT_SECONDS, TCP_USER_TIMEOUT_MS
 
 log = logging.getLogger(__name__)
 

@@ -1,25 +1,25 @@
-"""``agenthub worker``: the one scheduler process that moves work between the hub and drops.
+"""``agenthub worker``: the one scheduler process, and the list of jobs it runs.
 
 APScheduler 3.x ``BlockingScheduler`` in its own process — never inside a web worker, so
 ``agenthub serve`` keeps answering NTjP whether or not a worker runs (inbound messages wait,
 stored, until one does). Jobs are defined here in code, each with ``coalesce=True`` (a run
 missed while the previous one was busy is run once, not n times) and ``max_instances=1``:
 
-=============  ===============================  =============================================
-job id         what                             every
-=============  ===============================  =============================================
-``deliver``    received messages → drops        ``AGENTHUB_WORKER_DELIVER_MS`` (2 s)
-``pickup``     extracts → archive, for intake   ``AGENTHUB_WORKER_PICKUP_SECONDS`` (15 s)
-``check``      probe every drop for status      ``AGENTHUB_WORKER_CHECK_SECONDS`` (60 s)
-``purge``      retention (:mod:`.retention`)    ``AGENTHUB_WORKER_PURGE_SECONDS`` (1 h)
-``heartbeat``  "this worker is alive"           15 s
-=============  ===============================  =============================================
+==================  ==============================================  ===========================
+job id              what                                            every
+==================  ==============================================  ===========================
+``deliver``         received messages → drops (:mod:`hub.delivery`)  ``AGENTHUB_WORKER_DELIVER_MS``
+``pickup``          extracts → archive, for intake                  ``…_PICKUP_SECONDS``
+``check``           probe every drop for status                     ``…_CHECK_SECONDS``
+``purge``           retention (:mod:`hub.inbound.retention`)        ``…_PURGE_SECONDS``
+``heartbeat``       "this worker is alive"                          15 s
+``outbox.send``     keep the senders running (:mod:`hub.outbound`)  ``AGENTHUB_SEND_POLL_MS``
+``outbox.receipts`` receipts of final records → drops               twice that
+==================  ==============================================  ===========================
 
-plus whatever :func:`hub.consumer.jobs.register_jobs` adds (senders, receipts).
-
-Two workers started by mistake do no harm: every job claims its rows (:mod:`hub.jobs.claims`),
+Two workers started by mistake do no harm: every job claims its rows (:mod:`hub.db.claims`),
 and drops refuse to write a name twice. SIGTERM or SIGINT stops the scheduler after the running
-jobs finish; SIGKILL is survived by design (see :mod:`hub.jobs.delivery`).
+jobs finish; SIGKILL is survived by design (see :mod:`hub.delivery.run`).
 
 Of several workers exactly one leads: the others stand by and take over when it dies
 (:mod:`hub.jobs.leader`).
@@ -34,24 +34,27 @@ import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
+from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
-from sqlalchemy import insert, update
+from sqlalchemy import delete, insert, update
 
+from hub.clock import utcnow
 from hub.context import Hub
-from hub.drops.base import DropError
-from hub.drops.regional import drop_config_hash, drop_for_region, prepare_drop
-from hub.drops.state import get_state, record_failure, record_success, state_allows
+from hub.db.hub_tables import worker_heartbeats
+from hub.delivery.run import DeliveryReport, deliver_all
+from hub.drops.session import region_drop
+from hub.inbound.retention import purge_region
+from hub.intake.pickup import PickupReport, pickup_all
 from hub.jobs.config import JobSettings
-from hub.jobs.delivery import DeliveryReport, deliver_all
-from hub.jobs.extracts import PickupReport, pickup_all
-from hub.jobs.retention import purge_all
-from hub.jobs.tables import worker_heartbeats
-from hub.tenancy.registry import Region, list_regions
+from hub.outbound.receipts import write_receipts
+from hub.outbound.sender import Dispatcher
+from hub.outbound.settings import ConsumerSettings, load_consumer_settings
+from hub.tenancy.registry import MemberRegion, list_regions
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +77,7 @@ def new_worker_id() -> str:
 
 def heartbeat(hub: Hub, worker_id: str, started_at: datetime) -> None:
     """Record that this worker is alive (``drops status`` shows it)."""
-    now = datetime.now(UTC)
+    now = utcnow()
     with hub.db.hub.begin() as connection:
         changed = connection.execute(
             update(worker_heartbeats)
@@ -100,36 +103,33 @@ def check_drops(hub: Hub, settings: JobSettings) -> dict[str, bool | None]:
     """
     with hub.db.hub.connect() as connection:
         regions = list_regions(connection)
-        states = {r.lan_code: get_state(connection, r.lan_code) for r in regions}
-    outcome: dict[str, bool | None] = {}
-    now = datetime.now(UTC)
-    for region in regions:
-        config_hash = drop_config_hash(region)
-        if not state_allows(states[region.lan_code], config_hash, now):
-            outcome[region.lan_code] = None
-            continue
-        outcome[region.lan_code] = probe(hub, region, settings)
-    return outcome
+    return {region.lan_code: probe(hub, region, settings) for region in regions}
 
 
-def probe(hub: Hub, region: Region, settings: JobSettings) -> bool:
-    """Connect to one drop, make sure its layout exists, record and return the result."""
-    config_hash = drop_config_hash(region)
-    try:
-        with drop_for_region(hub, region) as drop:
-            prepare_drop(drop)
-    except DropError as exc:
-        record_failure(
-            hub.db.hub,
-            region.lan_code,
-            exc,
-            config_hash,
-            base_s=settings.backoff_base_s,
-            cap_s=settings.backoff_cap_s,
+def probe(hub: Hub, region: MemberRegion, settings: JobSettings) -> bool | None:
+    """Connect to one drop, make sure its layout exists, record and return the result.
+
+    None when the drop is backing off and was left alone.
+    """
+    with region_drop(hub, region, settings.backoff) as session:
+        if session.skipped:
+            return None
+        session.open()
+    return session.error is None
+
+
+def purge_all(hub: Hub, settings: JobSettings, now: datetime | None = None) -> dict[str, int]:
+    """One retention run over every region; also forgets workers not seen for a day."""
+    now = now or utcnow()
+    with hub.db.hub.begin() as connection:
+        regions = list_regions(connection)
+        connection.execute(
+            delete(worker_heartbeats).where(worker_heartbeats.c.seen_at < now - timedelta(days=1))
         )
-        return False
-    record_success(hub.db.hub, region.lan_code, config_hash)
-    return True
+    return {
+        r.lan_code: purge_region(hub, r.lan_code, settings.body_retention_days, now)
+        for r in regions
+    }
 
 
 def _guarded(name: str, fn: Callable[[], object]) -> Callable[[], None]:
@@ -145,60 +145,72 @@ def _guarded(name: str, fn: Callable[[], object]) -> Callable[[], None]:
 
 
 def add_jobs(
-    scheduler: BaseScheduler, hub: Hub, settings: JobSettings, worker_id: str
-) -> BaseScheduler:
-    """Add this side's jobs and the consumer side's (:func:`hub.consumer.jobs.register_jobs`)."""
-    started = datetime.now(UTC)
-    now = datetime.now(UTC)
-    common: dict[str, Any] = {"coalesce": True, "max_instances": 1, "replace_existing": True}
-    scheduler.add_job(
-        _guarded("deliver", lambda: deliver_all(hub, settings, worker_id)),
-        "interval",
-        seconds=settings.deliver_every_ms / 1000,
-        id="deliver",
-        name="deliver received messages to region drops",
-        next_run_time=now,
-        **common,
-    )
-    scheduler.add_job(
-        _guarded("pickup", lambda: pickup_all(hub, settings, worker_id)),
-        "interval",
-        seconds=settings.pickup_every_s,
-        id="pickup",
-        name="pick up extracts from region drops",
-        next_run_time=now,
-        **common,
-    )
-    scheduler.add_job(
-        _guarded("check", lambda: check_drops(hub, settings)),
-        "interval",
-        seconds=settings.check_every_s,
-        id="check",
-        name="probe every region drop",
-        **common,
-    )
-    scheduler.add_job(
-        _guarded("purge", lambda: purge_all(hub, settings)),
-        "interval",
-        seconds=settings.purge_every_s,
-        id="purge",
-        name="purge what retention allows",
-        next_run_time=now,
-        **common,
-    )
-    scheduler.add_job(
-        _guarded("heartbeat", lambda: heartbeat(hub, worker_id, started)),
-        "interval",
-        seconds=HEARTBEAT_SECONDS,
-        id="heartbeat",
-        name="worker heartbeat",
-        next_run_time=now,
-        **common,
-    )
-    from hub.consumer.jobs import register_jobs
+    scheduler: BaseScheduler,
+    hub: Hub,
+    settings: JobSettings,
+    worker_id: str,
+    consumer: ConsumerSettings | None = None,
+) -> Dispatcher:
+    """Add every job of the worker to ``scheduler``; return the senders' dispatcher.
 
-    register_jobs(scheduler, hub)
-    return scheduler
+    The dispatcher's threads are stopped when the scheduler shuts down.
+    """
+    started = utcnow()
+    now = utcnow()
+    common: dict[str, Any] = {"coalesce": True, "max_instances": 1, "replace_existing": True}
+
+    def every(name: str, fn: Callable[[], object], seconds: float, *, at_once: bool) -> None:
+        # APScheduler reads an explicit next_run_time=None as "paused": leave it out instead.
+        first: dict[str, Any] = {"next_run_time": now} if at_once else {}
+        scheduler.add_job(
+            _guarded(name, fn),
+            "interval",
+            seconds=seconds,
+            id=name,
+            name=JOB_NAMES[name],
+            **first,
+            **common,
+        )
+
+    deliver_s = settings.deliver_every_ms / 1000
+    every("deliver", lambda: deliver_all(hub, settings, worker_id), deliver_s, at_once=True)
+    every(
+        "pickup",
+        lambda: pickup_all(hub, settings, worker_id),
+        settings.pickup_every_s,
+        at_once=True,
+    )
+    every("check", lambda: check_drops(hub, settings), settings.check_every_s, at_once=False)
+    every("purge", lambda: purge_all(hub, settings), settings.purge_every_s, at_once=True)
+    every("heartbeat", lambda: heartbeat(hub, worker_id, started), HEARTBEAT_SECONDS, at_once=True)
+    consumer = consumer or load_consumer_settings(environment=hub.settings.env)
+    dispatcher = Dispatcher(hub, consumer)
+    # A tick only makes sure the dispatcher's coordinator thread runs (and restarts it if it
+    # died), so it is cheap and never holds a scheduler thread.
+    every("outbox.send", dispatcher.tick, consumer.poll_interval_s, at_once=False)
+    every(
+        "outbox.receipts",
+        lambda: write_receipts(hub, settings.backoff),
+        max(2 * consumer.poll_interval_s, 1.0),
+        at_once=False,
+    )
+
+    def _closed(_event: Any) -> None:
+        dispatcher.close()
+
+    scheduler.add_listener(_closed, EVENT_SCHEDULER_SHUTDOWN)
+    return dispatcher
+
+
+JOB_NAMES = {
+    "deliver": "deliver received messages to region drops",
+    "pickup": "pick up extracts from region drops",
+    "check": "probe every region drop",
+    "purge": "purge what retention allows",
+    "heartbeat": "worker heartbeat",
+    "outbox.send": "send due outbox records through NTjP",
+    "outbox.receipts": "write receipts of final outbox records",
+}
 
 
 def build_scheduler(hub: Hub, settings: JobSettings, worker_id: str) -> BlockingScheduler:

@@ -24,11 +24,11 @@ from hub.contract.names import (
 )
 from hub.contract.parse import MalformedRequest, parse_request
 from hub.contract.serialise import build_fault_envelope
-from hub.contract.validate import wsdl_dir
+from hub.contract.wsdl import WSDL_FILE, wsdl_dir
 from hub.contract.xmlsafe import parse_untrusted
-from hub.messages import CallMeta
+from hub.inbound.store import CallMeta
 from hub.producer.identity import identify
-from hub.producer.service import (
+from hub.producer.spyne import (
     ENV_HUB,
     ENV_META,
     ENV_RAW,
@@ -39,10 +39,6 @@ from hub.producer.service import (
 log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
-WSDL_FILE = (
-    "interactions/ProcessCervixScreeningInformationInteraction/"
-    "ProcessCervixScreeningInformationInteraction_1.0_RIVTABP21.wsdl"
-)
 _XML = "text/xml; charset=utf-8"
 
 

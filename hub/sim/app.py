@@ -362,7 +362,7 @@ class SimApp:
                     break
                 except requests.ConnectionError as exc:
                     # The platform retries once, after a pause, on socket errors only; producers
-                    # must be idempotent for exactly this reason (CONTRACT.md §5).
+                    # must be idempotent for exactly this reason (docs/contract.md).
                     if attempt == 2:
                         raise VpFault(
                             VpCode.VP009,

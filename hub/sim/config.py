@@ -28,7 +28,7 @@ MOCK_SCHEME: Final = "mock:"
 #: Wildcard accepted in the contract and consumer columns (a simulator convenience; TAK has none).
 ANY: Final = "*"
 
-#: The 21 län codes (CONTRACT.md §3 rule 8: a region's logical address is its län code).
+#: The 21 län codes (docs/contract.md; a region's logical address is its län code).
 LAN_CODES: Final = (
     "01", "03", "04", "05", "06", "07", "08", "09", "10", "12", "13",
     "14", "17", "18", "19", "20", "21", "22", "23", "24", "25",

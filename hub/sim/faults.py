@@ -1,4 +1,4 @@
-"""The platform's fault catalogue (CONTRACT.md §6) and the SOAP 1.1 Fault it answers with.
+"""The platform's fault catalogue (docs/contract.md) and the SOAP 1.1 Fault it answers with.
 
 Format as SKLTP VP writes it: HTTP 500, ``faultcode`` ``soap:Client`` or ``soap:Server``,
 ``faultstring`` = ``"VPnnn [<instance id>] <Swedish text>"``, ``detail/detailString`` = English

@@ -42,7 +42,7 @@ from xml.sax.saxutils import escape
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
-from hub.contract.names import RESPONDER_NS, SOAP11_ENV_NS
+from hub.contract.names import OPERATION_TAG, RESPONDER_NS, SOAP11_ENV_NS
 from hub.sim.faults import soap_fault
 
 MOCK_PNR_DELAY: Final = "191212129801"
@@ -53,7 +53,7 @@ MOCK_PNR_INFO: Final = "191212129868"
 #: Path under which the simulator also serves the mock over HTTP.
 MOCK_PATH: Final = "/sim/mock"
 
-_REQUEST_ELEMENT: Final = f"{{{RESPONDER_NS}}}ProcessCervixScreeningInformation"
+_REQUEST_ELEMENT: Final = OPERATION_TAG
 # Namespace-agnostic on purpose: a request with the person id in the wrong namespace should still
 # reach the magic behaviour; validating namespaces is the real producer's job, not the mock's.
 _PNR_XPATH: Final = etree.XPath(

@@ -13,7 +13,7 @@ from datetime import datetime
 from hub.sim.config import ANY, Authorisation, Route
 from hub.sim.faults import VpCode, VpFault
 
-# Fallback order of the platform (CONTRACT.md §6).
+# Fallback order of the platform (docs/contract.md).
 _ROUTE_FALLBACK = ("", "SE", "*")  # "" stands for the exact address
 _AUTH_FALLBACK = ("", "*", "SE")
 

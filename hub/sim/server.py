@@ -26,7 +26,7 @@ def run_sim(host: str, port: int, config_path: str | None) -> None:
     """
     config = load_sim_config(pathlib.Path(config_path)) if config_path else default_sim_config()
     app = create_sim_app(config)
-    # A threaded server: the platform must carry concurrent calls (CONTRACT.md §5: ≥ 10).
+    # A threaded server: the platform carries concurrent calls (at least 10, docs/contract.md).
     server = make_server(host, port, app, threaded=True)
     log.warning(
         "NTjP simulator [%s] on http://%s:%d (e.g. POST %s): %d routes, %d authorisations",

@@ -15,22 +15,24 @@ import os
 import threading
 import zlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Connection, select, update
 
+from hub.clock import utcnow
 from hub.config import ConfigError, Settings
-from hub.tables import region_keys
+from hub.contract.personnummer import mask
+from hub.db.hub_tables import region_keys
 
 _NONCE = 12
 _VERSION = b"\x01"  # AES-GCM of the plaintext
 # AES-GCM of the plaintext compressed with zlib: written by earlier versions for message bodies
-# and fields, still opened. Deflating cost a tenth of the producer's CPU per call; rows now stay
-# out of TOAST by the table's toast_tuple_target instead (migration region0004, bench/inbound.py).
+# and fields, still opened. Deflating was a visible share of the producer's CPU on every call;
+# rows now stay out of TOAST by the table's toast_tuple_target instead (migration region0004).
 _VERSION_DEFLATED = b"\x02"
 
 
@@ -91,6 +93,22 @@ class RegionCipher:
         return hmac.new(self._hash_key, data, hashlib.sha256).hexdigest()
 
 
+#: What a list shows for a personnummer its region's key can no longer open.
+UNREADABLE = "(unreadable)"
+
+
+def masked_personnummer(cipher: RegionCipher, sealed: bytes) -> str:
+    """The masked personnummer in ``sealed``; :data:`UNREADABLE` when the key cannot open it.
+
+    A row sealed under a key that was since destroyed (or replaced) must show as what it is in
+    a list, not end the listing of every other row.
+    """
+    try:
+        return mask(cipher.open(sealed, "pnr").decode())
+    except (InvalidTag, ValueError):
+        return UNREADABLE
+
+
 def _derive(data_key: bytes, lan_code: str) -> RegionCipher:
     hash_key = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=None, info=f"hash:{lan_code}".encode()
@@ -116,7 +134,7 @@ class KeyStore:
         data_key = AESGCM.generate_key(bit_length=256)
         nonce = os.urandom(_NONCE)
         wrapped = nonce + self._master.encrypt(nonce, data_key, f"region-key:{lan_code}".encode())
-        now = datetime.now(UTC)
+        now = utcnow()
         if row is None:
             connection.execute(
                 region_keys.insert().values(lan_code=lan_code, wrapped_key=wrapped, created_at=now)
@@ -157,7 +175,7 @@ class KeyStore:
         connection.execute(
             update(region_keys)
             .where(region_keys.c.lan_code == lan_code)
-            .values(wrapped_key=None, destroyed_at=datetime.now(UTC))
+            .values(wrapped_key=None, destroyed_at=utcnow())
         )
         self.forget(lan_code)
 

@@ -6,21 +6,26 @@ region in ``regions/`` (``agenthub regions sync``). Every change is written to t
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, update
 
-from hub.db import LAN_RE, Database
-from hub.migrate import upgrade_region
-from hub.tables import operator_audit, regions
+from hub.audit import Action, record_operator
+from hub.clock import utcnow
+from hub.contract.hsaid import is_hsa_id
+from hub.contract.regions import LAN_CODE_RE
+from hub.db import Database
+from hub.db.hub_tables import regions
+from hub.db.migrate import upgrade_region
 from hub.tenancy.keys import KeyStore
 
-HSA_ID_RE = re.compile(r"^SE[0-9]{10}(-[A-Za-z0-9]{1,40})?$")
+if TYPE_CHECKING:
+    from hub.tenancy.access import Actor
+
 ENVIRONMENTS = ("SIT", "QA", "PROD")
 
 
@@ -29,7 +34,7 @@ class RegionError(ValueError):
 
 
 @dataclass(frozen=True)
-class Region:
+class MemberRegion:
     """One member region as the registry holds it."""
 
     lan_code: str
@@ -65,9 +70,9 @@ class Region:
 
     def check(self) -> None:
         """Raise :class:`RegionError` naming the first invalid field."""
-        if not LAN_RE.fullmatch(self.lan_code):
+        if not LAN_CODE_RE.fullmatch(self.lan_code):
             raise RegionError(f"lan_code must be two digits, got {self.lan_code!r}")
-        if not HSA_ID_RE.fullmatch(self.hsa_id):
+        if not is_hsa_id(self.hsa_id):
             raise RegionError(f"hsa_id {self.hsa_id!r} is not an HSA-id (SE + 10 digits)")
         if not self.name.strip():
             raise RegionError("name must not be empty")
@@ -81,8 +86,8 @@ class Region:
             raise RegionError("drop must be a folder path, file:// or sftp:// URL")
 
 
-def _row_to_region(row: Any) -> Region:
-    return Region(
+def _row_to_region(row: Any) -> MemberRegion:
+    return MemberRegion(
         lan_code=row.lan_code,
         hsa_id=row.hsa_id,
         name=row.name,
@@ -97,43 +102,34 @@ def _row_to_region(row: Any) -> Region:
     )
 
 
-def get_region(connection: Connection, lan_code: str) -> Region | None:
+def get_region(connection: Connection, lan_code: str) -> MemberRegion | None:
     """The region with this län code, or None."""
     row = connection.execute(select(regions).where(regions.c.lan_code == lan_code)).first()
     return None if row is None else _row_to_region(row)
 
 
-def list_regions(connection: Connection) -> list[Region]:
+def list_regions(connection: Connection) -> list[MemberRegion]:
     """Every registered region, by län code."""
     rows = connection.execute(select(regions).order_by(regions.c.lan_code))
     return [_row_to_region(row) for row in rows]
 
 
-def audit(
-    connection: Connection, actor: str, action: str, lan_code: str | None, detail: str
-) -> None:
-    """Write one line to the operator audit (no personal data goes here)."""
-    connection.execute(
-        operator_audit.insert().values(
-            at=datetime.now(UTC), actor=actor, action=action, lan_code=lan_code, detail=detail
-        )
-    )
-
-
-def _values(region: Region) -> dict[str, Any]:
+def _values(region: MemberRegion) -> dict[str, Any]:
     values = asdict(region)
     values["drop_settings"] = dict(region.drop_settings)
     return values
 
 
-def save_region(db: Database, keys: KeyStore, region: Region, actor: str, *, create: bool) -> str:
+def save_region(
+    db: Database, keys: KeyStore, region: MemberRegion, actor: Actor, *, create: bool
+) -> str:
     """Insert or update a region, give it a key and a migrated store; return what happened.
 
     ``create=True`` refuses a län code that already exists (``region add``); ``create=False``
     updates or inserts (``regions sync``). Returns "added", "updated" or "unchanged".
     """
     region.check()
-    now = datetime.now(UTC)
+    now = utcnow()
     with db.hub.begin() as connection:
         existing = get_region(connection, region.lan_code)
         if existing is not None and create:
@@ -154,14 +150,15 @@ def save_region(db: Database, keys: KeyStore, region: Region, actor: str, *, cre
             outcome = "updated"
         keys.create(connection, region.lan_code)
         if outcome != "unchanged":
-            audit(connection, actor, f"region.{outcome}", region.lan_code, region.name)
+            action = Action.REGION_ADDED if outcome == "added" else Action.REGION_UPDATED
+            record_operator(connection, actor, action, region.lan_code, region.name)
     # The store is migrated outside the hub transaction: on PostgreSQL it is another schema's DDL.
     upgrade_region(db, region.lan_code)
     return outcome
 
 
 def end_agreement(
-    db: Database, keys: KeyStore, lan_code: str, actor: str, *, destroy_key: bool, today: date
+    db: Database, keys: KeyStore, lan_code: str, actor: Actor, *, destroy_key: bool, today: date
 ) -> None:
     """End a region's agreement today; with ``destroy_key`` its stored data becomes unreadable."""
     with db.hub.begin() as connection:
@@ -170,11 +167,13 @@ def end_agreement(
         connection.execute(
             update(regions)
             .where(regions.c.lan_code == lan_code)
-            .values(active_to=today, updated_at=datetime.now(UTC))
+            .values(active_to=today, updated_at=utcnow())
         )
         if destroy_key:
             keys.destroy(connection, lan_code)
-        audit(connection, actor, "region.ended", lan_code, f"destroy_key={destroy_key}")
+        record_operator(
+            connection, actor, Action.REGION_ENDED, lan_code, f"destroy_key={destroy_key}"
+        )
 
 
 def _date(value: Any, where: str) -> date | None:
@@ -186,7 +185,7 @@ def _date(value: Any, where: str) -> date | None:
         raise RegionError(f"{where} must be a date (YYYY-MM-DD), got {value!r}") from None
 
 
-def region_from_file(path: Path) -> Region:
+def region_from_file(path: Path) -> MemberRegion:
     """Read one region file (TOML, see ``regions/README.md``)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -207,7 +206,7 @@ def region_from_file(path: Path) -> Region:
     if unknown:
         raise RegionError(f"{path.name}: unknown keys {', '.join(unknown)}")
     try:
-        region = Region(
+        region = MemberRegion(
             lan_code=str(data["lan_code"]),
             hsa_id=str(data["hsa_id"]),
             name=str(data["name"]),
@@ -231,7 +230,7 @@ def region_from_file(path: Path) -> Region:
     return region
 
 
-def sync_regions(db: Database, keys: KeyStore, folder: Path, actor: str) -> dict[str, str]:
+def sync_regions(db: Database, keys: KeyStore, folder: Path, actor: Actor) -> dict[str, str]:
     """Make the registry match the files in ``folder``; return län code → outcome.
 
     All files are read and checked before anything is written, so one bad file changes nothing.

@@ -7,8 +7,9 @@ import time
 from dataclasses import dataclass
 from datetime import date
 
-from hub.db import LAN_RE, Database, read_once_more_if_lost
-from hub.tenancy.registry import Region, get_region
+from hub.contract.regions import LAN_CODE_RE
+from hub.db import Database, read_once_more_if_lost
+from hub.tenancy.registry import MemberRegion, get_region
 
 # Registry changes reach every node within this many seconds without a query per call.
 CACHE_SECONDS = 5.0
@@ -18,7 +19,7 @@ CACHE_SECONDS = 5.0
 class Route:
     """The outcome of routing: a region, or a reason (for resultText) why there is none."""
 
-    region: Region | None
+    region: MemberRegion | None
     reason: str | None = None
 
 
@@ -28,9 +29,9 @@ class Router:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[float, Region | None]] = {}
+        self._cache: dict[str, tuple[float, MemberRegion | None]] = {}
 
-    def _lookup(self, lan_code: str) -> Region | None:
+    def _lookup(self, lan_code: str) -> MemberRegion | None:
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(lan_code)
@@ -50,14 +51,19 @@ class Router:
 
     def route(self, logical_address: str | None, today: date) -> Route:
         """Route an inbound LogicalAddress; it must be a served län with an active agreement."""
-        if logical_address is None or not LAN_RE.fullmatch(logical_address):
-            return Route(None, "LogicalAddress must be a two-digit län code (§3.8)")
+        if logical_address is None or not LAN_CODE_RE.fullmatch(logical_address):
+            return Route(None, "LogicalAddress must be a two-digit län code (logical address rule)")
         region = self._lookup(logical_address)
         if region is None:
-            return Route(None, f"LogicalAddress {logical_address} is not served by this hub (§3.8)")
+            return Route(
+                None,
+                f"LogicalAddress {logical_address} is not served by this hub "
+                "(logical address rule)",
+            )
         if not region.is_active(today):
             return Route(
                 None,
-                f"LogicalAddress {logical_address}: the region's agreement is not active (§3.8)",
+                f"LogicalAddress {logical_address}: the region's agreement is not active "
+                "(logical address rule)",
             )
         return Route(region)

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from hub.tables import hub_metadata
+from hub.db.hub_tables import hub_metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

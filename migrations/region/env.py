@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from hub.tables import region_metadata
+from hub.db.region_tables import region_metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

@@ -1,1 +1,0 @@
-"""The hub as NTjP consumer: outbox, per-destination senders, the RIVTA resend policy."""
