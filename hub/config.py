@@ -90,6 +90,8 @@ class Settings:
     cert_header: str = "X-SSL-Client-Cert"
     max_body_bytes: int = 5 * 1024 * 1024
     log_level: str = "INFO"
+    # "text" for a terminal, "json" (one object per line) for the journal (deploy/).
+    log_format: str = "text"
     code_lists_path: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -146,5 +148,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=env_choice(
             env, "AGENTHUB_LOG_LEVEL", "info", ("debug", "info", "warning", "error")
         ).upper(),
+        log_format=env_choice(env, "AGENTHUB_LOG_FORMAT", "text", ("text", "json")),
         code_lists_path=Path(code_lists) if code_lists else None,
     )

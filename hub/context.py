@@ -38,7 +38,7 @@ class Hub:
 def build_hub(settings: Settings | None = None) -> Hub:
     """Build the hub's services; reads the environment when no settings are given."""
     settings = settings or load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     codes = (
         load_code_lists(settings.code_lists_path)

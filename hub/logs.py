@@ -7,8 +7,14 @@ library emitted it: a last line of defence behind code that already logs masked 
 from __future__ import annotations
 
 import logging
+import os
+from datetime import UTC, datetime
+
+import orjson
 
 from hub.contract.personnummer import mask_text
+
+LOG_FORMATS = ("text", "json")
 
 
 class MaskPersonnummer(logging.Filter):
@@ -27,14 +33,42 @@ class MaskPersonnummer(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Log to stderr with masking, once per process."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line (``AGENTHUB_LOG_FORMAT=json``), for the journal and log shippers.
+
+    Keys: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``message``, ``pid``, and ``exception``
+    when there is one. It formats what :class:`MaskPersonnummer` left, so it must sit on a handler
+    with that filter (as :func:`configure_logging` and ``deploy/gunicorn.conf.py`` put it); it
+    masks the message once more itself, so a handler set up without the filter leaks nothing.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": mask_text(record.getMessage()),
+            "pid": os.getpid(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exception"] = mask_text(record.exc_text)
+        return orjson.dumps(line).decode()
+
+
+def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
+    """Log to stderr with masking, once per process; ``log_format`` is ``text`` or ``json``."""
     root = logging.getLogger()
     if any(isinstance(f, MaskPersonnummer) for h in root.handlers for f in h.filters):
         root.setLevel(level)
         return
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(MaskPersonnummer())
     root.addHandler(handler)
     root.setLevel(level)

@@ -20,6 +20,9 @@ job id              what                                            every
 Two workers started by mistake do no harm: every job claims its rows (:mod:`hub.db.claims`),
 and drops refuse to write a name twice. SIGTERM or SIGINT stops the scheduler after the running
 jobs finish; SIGKILL is survived by design (see :mod:`hub.delivery.run`).
+
+Of several workers exactly one leads: the others stand by and take over when it dies
+(:mod:`hub.jobs.leader`).
 """
 
 from __future__ import annotations
@@ -259,5 +262,12 @@ def run_worker(hub: Hub, settings: JobSettings) -> None:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
         logging.getLogger("apscheduler.scheduler").addFilter(_SkipBusyRuns())
     log.info("worker %s starting", worker_id)
-    scheduler.start()
+    # Every worker runs the scheduler; only the one holding the lead does the jobs' work.
+    from hub.jobs.leader import lead_scheduler
+
+    elector = lead_scheduler(hub, scheduler, worker_id)
+    try:
+        scheduler.start()
+    finally:
+        elector.stop()
     log.info("worker %s stopped", worker_id)
