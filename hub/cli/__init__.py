@@ -16,6 +16,7 @@ from hub.cli import alerts, db, demo, drops, messages, outbox, region, serve, si
 from hub.cli.common import Refused
 from hub.config import ConfigError
 from hub.tenancy.access import AccessError
+from hub.tenancy.keys import KeyDestroyed
 from hub.tenancy.registry import RegionError
 
 
@@ -25,7 +26,8 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except (ConfigError, RegionError, AccessError, ValueError) as exc:
+        # ValueError covers hub.tenancy.keys.Unreadable (sealed data the key cannot open).
+        except (ConfigError, RegionError, AccessError, KeyDestroyed, ValueError) as exc:
             raise Refused(str(exc).strip("'\"")) from None
 
 

@@ -170,9 +170,12 @@ def _pickup_file(
 def pickup_region(
     hub: Hub, region: MemberRegion, settings: JobSettings, worker_id: str
 ) -> PickupReport:
-    """One pick-up run for one region."""
+    """One pick-up run for one region; an ended region's extracts are left where they are."""
     lan = region.lan_code
     report = PickupReport(lan)
+    if region.ended_at is not None:
+        report.skipped = "the region's agreement has ended"
+        return report
     engine = hub.db.region(lan)
     with region_drop(hub, region, settings.backoff) as session:
         if session.skipped:

@@ -45,7 +45,7 @@ from hub.drops.session import region_drop
 from hub.drops.state import Backoff
 from hub.outbound.states import FINAL_STATES
 from hub.tenancy.access import region_cipher
-from hub.tenancy.keys import masked_personnummer
+from hub.tenancy.keys import KeyDestroyed, masked_personnummer
 from hub.tenancy.registry import MemberRegion, list_regions
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,8 @@ def write_region_receipts(
     """Write the receipts region ``region`` is still owed; return how many were written.
 
     A drop that fails (or is backing off) stops this run for the region; the receipts are owed
-    until a later run.
+    until a later run. A region whose key was destroyed gets none (they would name records the
+    hub can no longer read); an ended region with its key still gets the outcomes it is owed.
     """
     lan = region.lan_code
     engine = hub.db.region(lan)
@@ -106,7 +107,11 @@ def write_region_receipts(
         ).all()
     if not rows:
         return 0
-    cipher = region_cipher(hub, lan)
+    try:
+        cipher = region_cipher(hub, lan)
+    except KeyDestroyed:
+        log.warning("region %s: receipts skipped, the region's key is destroyed", lan)
+        return 0
     written = 0
     with region_drop(hub, region, backoff) as session:
         if session.skipped:

@@ -157,13 +157,24 @@ class Forbidden(AccessError, PermissionError):
 
 
 def region_cipher(hub: Hub, lan_code: str) -> RegionCipher:
-    """The region's cipher; opens a hub connection only the first time in this process."""
-    cipher = hub.keys.cached(lan_code)
-    if cipher is None:
-        cipher = read_once_more_if_lost(
-            hub.db.hub, lambda connection: hub.keys.cipher(connection, lan_code)
-        )
-    return cipher
+    """The region's cipher, its key's row looked at now (one small query; unwrapped once).
+
+    Raises :class:`~hub.tenancy.keys.KeyDestroyed` when the key was destroyed, in this process
+    or another: every reader and sealer but the inbound store comes through here.
+    """
+    return read_once_more_if_lost(
+        hub.db.hub, lambda connection: hub.keys.cipher(connection, lan_code)
+    )
+
+
+def cached_region_cipher(hub: Hub, lan_code: str) -> RegionCipher:
+    """The cipher this process holds for the region, without a query once it has one.
+
+    For the inbound store only, which pays no query per call for it: its group commit checks
+    that the region is still live under this very key in the same transaction as the insert
+    (:mod:`hub.inbound.groupcommit`), and asks again (:func:`region_cipher`) if not.
+    """
+    return hub.keys.cached(lan_code) or region_cipher(hub, lan_code)
 
 
 @dataclass(frozen=True)
@@ -186,7 +197,7 @@ class RegionScope:
 
     @cached_property
     def cipher(self) -> RegionCipher:
-        """The region's cipher (unwrapped once per process)."""
+        """The region's cipher, its key checked once for this scope (KeyDestroyed if gone)."""
         return region_cipher(self.hub, self.lan)
 
     def may(self, permission: Permission) -> bool:
