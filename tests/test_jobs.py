@@ -501,3 +501,51 @@ def test_concurrent_claims_are_disjoint_and_never_exceed_their_limit(
     assert max(len(batch) for batch in taken) <= 5
     flat = [i for batch in taken for i in batch]
     assert sorted(flat) == sorted(ids)  # every row once, none twice
+
+
+def test_sigterm_ends_the_worker_within_seconds_and_records_the_call_in_flight_as_interrupted(
+    hub: Hub,
+    settings: Settings,
+    add_region: Callable[..., MemberRegion],
+    make_pnr: Callable[[], str],
+) -> None:
+    from hub.db.region_tables import outbox, outbox_attempts
+    from tests.conftest import TricklingServer, approve, http_head
+
+    add_region("14", "SE2321000131", "Västra Götalandsregionen")
+    add_region("01", "SE2321000016", "Region Stockholm")
+    info = sample_information("sample", pnr=make_pnr(), sending_lan="14", today=date.today())
+    record_id = approve(hub, "14", "01", info).record_id
+    # A destination that answers 200, Content-Length: 100000, then one byte every 0.5 s: the
+    # read timeout never fires, and the call's deadline (25 s here) is far off.
+    destination = TricklingServer(http_head(length=100_000), b"x" * 100_000, interval=0.5)
+    env = _env(
+        settings,
+        AGENTHUB_NTJP_URL=destination.url + ENDPOINT_PATH,
+        AGENTHUB_SEND_TIMEOUT_MS="20000",
+        AGENTHUB_SEND_POLL_MS="200",
+    )
+    worker = subprocess.Popen([sys.executable, "-m", "hub.cli", "worker"], cwd=ROOT, env=env)
+    try:
+        _wait(lambda: destination.connections >= 1, 30)
+        time.sleep(1.0)  # the call is well under way, its answer trickling
+        worker.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert worker.wait(10) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        destination.stop()
+    with hub.db.region("14").connect() as connection:
+        record = connection.execute(
+            select(outbox.c.state, outbox.c.attempts, outbox.c.claimed_by).where(
+                outbox.c.id == record_id
+            )
+        ).one()
+        logged = connection.execute(select(outbox_attempts.c.attempt, outbox_attempts.c.code)).all()
+    # The attempt is counted once and recorded; the record waits for the next worker.
+    assert (record.state, record.attempts, record.claimed_by) == ("queued", 1, None)
+    assert [tuple(row) for row in logged] == [(1, "INTERRUPTED")]
+    assert destination.connections == 1
