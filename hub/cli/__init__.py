@@ -15,9 +15,14 @@ import click
 from hub.cli import alerts, db, demo, drops, messages, outbox, region, serve, sim, worker
 from hub.cli.common import Refused
 from hub.config import ConfigError
+from hub.db import StoreMissing
 from hub.tenancy.access import AccessError
 from hub.tenancy.keys import KeyDestroyed
 from hub.tenancy.registry import RegionError
+
+# What a command may run into that is the request's or the configuration's fault, not a bug:
+# one line on stderr. ValueError covers hub.tenancy.keys.Unreadable (data its key cannot open).
+_REFUSALS = (ConfigError, RegionError, AccessError, KeyDestroyed, StoreMissing, ValueError)
 
 
 class _Group(click.Group):
@@ -26,8 +31,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        # ValueError covers hub.tenancy.keys.Unreadable (sealed data the key cannot open).
-        except (ConfigError, RegionError, AccessError, KeyDestroyed, ValueError) as exc:
+        except _REFUSALS as exc:
             raise Refused(str(exc).strip("'\"")) from None
 
 

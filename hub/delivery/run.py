@@ -56,6 +56,7 @@ from hub.audit import AccessEntry, Action, record_access_many
 from hub.clock import utcnow
 from hub.context import Hub
 from hub.contract.personnummer import mask_text
+from hub.db import StoreMissing
 from hub.db.claims import claim, release
 from hub.db.region_tables import messages
 from hub.delivery.files import MessageMeta, ReceivedFiles, render_received
@@ -334,6 +335,11 @@ def _safe(hub: Hub, region: MemberRegion, settings: JobSettings, worker_id: str)
     # A bug or a database hiccup in one region must not end the run for the others.
     try:
         return deliver_region(hub, region, settings, worker_id)
+    except StoreMissing as exc:
+        log.warning("region %s: delivery skipped: %s", region.lan_code, exc)
+        report = DeliveryReport(region.lan_code)
+        report.skipped = str(exc)
+        return report
     except Exception:
         log.exception("region %s: delivery run failed", region.lan_code)
         report = DeliveryReport(region.lan_code)

@@ -44,6 +44,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from hub.db import Database, region_schema_name
+from hub.db.engines import FILE_ID, StoreMissing
 from hub.db.hub_tables import HUB_SCHEMA, region_keys, regions
 from hub.db.region_tables import messages
 
@@ -400,6 +401,12 @@ class GroupCommit:
                     first_of = _first_copies(admitted)
                     rows = [item.row for item in first_of.values()]
                     new = {row[0] for row in connection.execute(_SQLITE_INSERT, rows)}
+                    opened = connection.info.get(FILE_ID)
+                # Committed into the file this connection opened; an answer OK must also mean
+                # it can be read again: that file must still be the store (not deleted, not
+                # replaced while the batch was written), or the calls get a Server fault and the
+                # platform sends them again.
+                self.db.check_region_file(lan_code, opened)
                 settles.append(_settler(admitted, first_of, new))
             return settles
         # A share: one region's rows sealed with one key (a region has one key, except for the
@@ -589,7 +596,8 @@ def _database_failed(exc: BaseException) -> bool:
     exc = _driver_error(exc)
     # psycopg2's QueryCanceledError (statement timeout) and a lost connection are both
     # OperationalErrors, as are SQLite's "database is locked" and disk errors.
-    return isinstance(exc, (psycopg2.OperationalError, sqlite3.OperationalError))
+    # A store file deleted or replaced under it is the database failing too.
+    return isinstance(exc, (psycopg2.OperationalError, sqlite3.OperationalError, StoreMissing))
 
 
 def _first_copies(items: Sequence[_Pending]) -> dict[str, _Pending]:

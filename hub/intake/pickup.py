@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from hub.audit import Action, record_access
 from hub.clock import utcnow
 from hub.context import Hub
+from hub.db import StoreMissing
 from hub.db.region_tables import extracts
 from hub.drops.base import (
     ARCHIVE,
@@ -205,6 +206,8 @@ def pickup_all(hub: Hub, settings: JobSettings, worker_id: str) -> list[PickupRe
     for region in regions:
         try:
             reports.append(pickup_region(hub, region, settings, worker_id))
+        except StoreMissing as exc:
+            log.warning("region %s: extract pick-up skipped: %s", region.lan_code, exc)
         except Exception:
             log.exception("region %s: extract pick-up failed", region.lan_code)
     return reports

@@ -39,6 +39,7 @@ from sqlalchemy import select, update
 
 from hub.clock import as_utc, utcnow
 from hub.context import Hub
+from hub.db import StoreMissing
 from hub.db.region_tables import outbox
 from hub.drops.base import RECEIPTS
 from hub.drops.session import region_drop
@@ -145,5 +146,8 @@ def write_receipts(hub: Hub, backoff: Backoff, lans: set[str] | None = None) -> 
     total = 0
     for region in members:
         if lans is None or region.lan_code in lans:
-            total += write_region_receipts(hub, region, backoff)
+            try:
+                total += write_region_receipts(hub, region, backoff)
+            except StoreMissing as exc:  # one region's missing store must not hold up the rest
+                log.warning("region %s: receipts skipped: %s", region.lan_code, exc)
     return total

@@ -51,6 +51,7 @@ from datetime import datetime, timedelta
 
 from hub.clock import swedish_today, utcnow
 from hub.context import Hub
+from hub.db import StoreMissing
 from hub.drops.state import Backoff
 from hub.outbound.client import CallResult, NtjpClient
 from hub.outbound.enqueue import envelope_payload
@@ -438,7 +439,11 @@ class Dispatcher:
                 if round_ == 2 and len(per_region[lan]) < share:
                     continue  # this region had nothing more
                 asked = min(share, want - got)
-                rows = claim(self.hub, lan, to_lan, asked, token, lease)
+                try:
+                    rows = claim(self.hub, lan, to_lan, asked, token, lease)
+                except StoreMissing as exc:
+                    log.warning("region %s: outbox not sent: %s", lan, exc)
+                    rows = []
                 per_region[lan].extend(rows)
                 got += len(rows)
                 if len(rows) < asked:
@@ -590,7 +595,11 @@ class Dispatcher:
                     self._give_back(_not_in(frozenset(lans)), "the agreement has ended")
                     self._ciphers.clear()
                 for lan in lans:
-                    due = due_destinations(self.hub, lan)
+                    try:
+                        due = due_destinations(self.hub, lan)
+                    except StoreMissing as exc:  # one region's missing store stops only it
+                        log.warning("region %s: outbox not sent: %s", lan, exc)
+                        continue
                     self._work.update((lan, to_lan) for to_lan in due)
                     for to_lan in due:
                         self._empty_at.pop(to_lan, None)  # fresh evidence of work: claim now

@@ -27,6 +27,7 @@ from sqlalchemy import Connection, select, update
 from hub.clock import as_utc, utcnow
 from hub.config import ConfigError, Settings
 from hub.contract.personnummer import mask
+from hub.db.engines import make_private_dir
 from hub.db.hub_tables import region_keys
 
 _NONCE = 12
@@ -59,7 +60,7 @@ def load_master_key(settings: Settings) -> bytes:
     if not settings.is_dev:
         raise ConfigError("AGENTHUB_MASTER_KEY is required outside dev/test")
     path: Path = settings.data_dir / "master.key"
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(settings.data_dir)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
