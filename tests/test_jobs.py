@@ -32,6 +32,7 @@ from hub.delivery.run import deliver_all
 from hub.drops.base import ARCHIVE, EXTRACTS, RECEIVED
 from hub.drops.local import LocalDrop
 from hub.drops.regional import DropConfigError, drop_for_region, drop_location
+from hub.drops.state import get_state
 from hub.inbound.retention import purge_region
 from hub.inbound.seed import seed_messages
 from hub.intake import pickup as extracts_module
@@ -549,3 +550,61 @@ def test_sigterm_ends_the_worker_within_seconds_and_records_the_call_in_flight_a
     assert (record.state, record.attempts, record.claimed_by) == ("queued", 1, None)
     assert [tuple(row) for row in logged] == [(1, "INTERRUPTED")]
     assert destination.connections == 1
+
+
+@pytest.mark.parametrize("kind", ["local", "sftp"])
+def test_a_linked_folder_in_a_drop_never_hands_another_regions_files_to_the_pickup(
+    hub: Hub,
+    add_region: Callable[..., MemberRegion],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    kind: str,
+) -> None:
+    from hub.jobs.worker import run_once
+
+    disks: dict[str, Path] = {}
+    if kind == "local":
+        for lan, hsa, name in (("14", "SE2321000131", "VGR"), ("01", "SE2321000016", "Sthlm")):
+            add_region(lan, hsa, name)
+            disks[lan] = tmp_path / "drops" / lan
+    else:
+        server: SftpServer = request.getfixturevalue("sftp_server")
+        (tmp_path / "pw").write_text(server.password)
+        for lan, hsa, name in (("14", "SE2321000131", "VGR"), ("01", "SE2321000016", "Sthlm")):
+            base, disks[lan] = server.new_base()
+            add_region(
+                lan,
+                hsa,
+                name,
+                drop_url=f"sftp://{server.username}@{server.host}:{server.port}{base}",
+                drop_settings={
+                    "password_file": str(tmp_path / "pw"),
+                    "host_key": server.host_key_line,
+                },
+            )
+    seed_messages(hub, "14", 3)
+    assert sum(r.delivered for r in deliver_all(hub, FAST, "w1")) == 3
+    received = sorted(p.name for p in (disks["14"] / RECEIVED).iterdir())
+    assert len(received) == 6
+    run_once(hub, FAST)  # 01's layout exists, its drop works
+    # Region 01 (whose systems may write in its drop) puts a link where its extracts/ was:
+    # ln -s ../14/received extracts
+    linked = disks["01"] / EXTRACTS
+    subprocess.run(["rm", "-rf", str(linked)], check=True)
+    linked.symlink_to(os.path.relpath(disks["14"] / RECEIVED, disks["01"]))
+    report = run_once(hub, FAST)  # agenthub worker --once
+    pickup = {r.lan_code: r for r in report.pickup}
+    assert pickup["01"].archived == 0
+    assert report.check["01"] is False  # the probe found the link first: a permanent failure
+    with hub.db.hub.connect() as connection:
+        state = get_state(connection, "01")
+    assert state is not None and state.error_permanent
+    assert state.last_error is not None and "symbolic link" in state.last_error
+    # 14 lost nothing; 01's intake holds nothing of 14's.
+    assert sorted(p.name for p in (disks["14"] / RECEIVED).iterdir()) == received
+    assert waiting_for_intake(hub, "01") == []
+    with hub.db.region("01").connect() as connection:
+        assert connection.execute(select(func.count()).select_from(extracts)).scalar_one() == 0
+    with hub.db.region("14").connect() as connection:
+        states = connection.execute(select(messages.c.delivery_state)).scalars().all()
+    assert states == ["delivered"] * 3
