@@ -188,7 +188,7 @@ def test_ending_an_agreement_with_key_destruction_makes_data_unreadable(
     # Region B is untouched.
     with hub.db.hub.connect() as connection:
         fresh.cipher(connection, "01")
-    # Calls for the ended region are refused from tomorrow on; today the agreement still runs.
+    # The ended region's agreement is over, today and tomorrow (refused at once: see below).
     hub.router.invalidate()
     with hub.db.hub.connect() as connection:
         region = get_region(connection, "14")
