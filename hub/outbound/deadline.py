@@ -104,6 +104,10 @@ class Deadlines:
         self._thread: threading.Thread | None = None
         self._interrupted = False
         self._closed = False
+        with self._lock:
+            # Started now, not on the first call: starting a thread waits for it to run, and
+            # the first call of a rate-capped destination should not pay for that.
+            self._start()
 
     @contextlib.contextmanager
     def call(self, seconds: float) -> Iterator[CallGuard]:
