@@ -12,10 +12,12 @@ No thread of its own: a writer thread cost every call two more context switches 
 the GIL (bench/inbound.py).
 
 A message is stored only while its region is live under the key it was sealed with: in the same
-transaction as the insert (PostgreSQL: the same statement), the region's row must not be ended and
-its key's row must still hold that key. A call for a region another process ended, or whose key it
-destroyed or replaced, a moment ago is therefore refused (:class:`RegionClosed`), never stored
-under a key that is gone; web processes need no query per call to learn of an end.
+transaction as the insert (PostgreSQL: the same statement), the region's key row must still hold
+the very key (as wrapped) that the row was sealed with. Ending a region changes that row (the key
+is destroyed, or wrapped anew), so a call for a region another process ended a moment ago is
+refused (:class:`RegionClosed`), never stored under a key that is gone or for a region that is
+over; web processes need no query per call to learn of an end, only one primary-key lookup per
+region and batch.
 
 A resend is caught by the unique content hash (``ON CONFLICT DO NOTHING``), also when both copies
 arrive in the same batch. When a batch fails as a whole, each of its messages is retried in a
@@ -45,7 +47,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from hub.db import Database, region_schema_name
 from hub.db.engines import FILE_ID, StoreMissing
-from hub.db.hub_tables import HUB_SCHEMA, region_keys, regions
+from hub.db.hub_tables import HUB_SCHEMA, region_keys
 from hub.db.region_tables import messages
 
 log = logging.getLogger(__name__)
@@ -85,12 +87,11 @@ _JSON_COLUMNS = frozenset(c.name for c in messages.columns if isinstance(c.type,
 # PostgreSQL cannot take a column's type from the target: each value is cast to it.
 _PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 _PG_TYPES = {c.name: c.type.compile(dialect=_PG_DIALECT) for c in messages.columns}
-# The region is live under a key: not ended, and its key's row holds that very key.
-_LIVE_KEY = (
-    select(region_keys.c.wrapped_key)
-    .join(regions, regions.c.lan_code == region_keys.c.lan_code)
-    .where(regions.c.ended_at.is_(None))
-)
+# The key a region is live under now (as wrapped; None once destroyed).
+_LIVE_KEY = select(region_keys.c.wrapped_key)
+# The guard of a share on PostgreSQL (one primary-key lookup, in the insert's own statement).
+_PG_GUARD = "EXISTS (SELECT 1 FROM hub.region_keys WHERE lan_code = %s AND wrapped_key = %s)"
+assert HUB_SCHEMA == "hub"  # named in _PG_GUARD, the one statement not built by SQLAlchemy
 
 
 class StoreError(Exception):
@@ -441,13 +442,19 @@ class GroupCommit:
                 # CONFLICT then reports those rows as already stored, and each call answers with
                 # the stored answer, which is its own (same content, same message id).
                 log.warning("database connection lost while writing a batch; writing it again")
+        outcome: list[set[str] | None] = list(new_by_share)
+        for index, (lan_code, key_ref, _) in enumerate(groups):
+            if key_ref is not None and not outcome[index] and self._live_key(lan_code) != key_ref:
+                # Nothing of a guarded share went in: all resends, or its guard refused it. The
+                # key's row says which (an end changes it; it never changes back).
+                outcome[index] = None
         return [
             _settler(share, first_of, new)
-            for (_, _, share), first_of, new in zip(groups, firsts, new_by_share, strict=True)
+            for (_, _, share), first_of, new in zip(groups, firsts, outcome, strict=True)
         ]
 
     def _live_key(self, lan_code: str) -> bytes | None:
-        """The key region ``lan_code`` is live under now; None when it is ended or has none."""
+        """The key (as wrapped) region ``lan_code`` is live under now; None when it has none."""
         with self.db.hub.connect() as connection:
             value = connection.execute(_LIVE_KEY.where(region_keys.c.lan_code == lan_code)).scalar()
         return None if value is None else bytes(value)
@@ -498,18 +505,18 @@ class GroupCommit:
     def _insert_postgresql(
         self, cursor: Any, shares: list[tuple[str, list[dict[str, Any]], tuple[str, bytes] | None]]
     ) -> list[set[str] | None]:
-        """Insert each share's rows, all in one statement; return each share's new content hashes,
-        or None for a guarded share whose region was not live under its key.
+        """Insert each share's rows, all in one statement; return each share's new content hashes.
 
-        A share is (schema, rows, guard); a guard (län code, key) admits the rows only while the
-        region is not ended and its key's row holds that key, judged in the statement itself.
-        One unguarded share: ``INSERT … RETURNING``. Otherwise one data-modifying CTE per share
-        (and a guard CTE per guarded one), whose results the outer SELECT tags with the share's
-        index. Either way one round trip, and the statement commits or fails as a whole.
+        A share is (schema, rows, guard); a guard (län code, key as wrapped) admits the rows only
+        if the region's key row holds that key, judged in this statement's snapshot (an end
+        committed before it started is seen; one committed later orders after this batch). A
+        guarded share's rows are selected from their VALUES list behind that condition.
+        One region: ``INSERT … RETURNING``. Several: one data-modifying CTE per region, whose
+        results the outer SELECT tags with the share's index. Either way one round trip, and the
+        statement commits or fails as a whole.
         """
-        inserts: list[bytes] = []
-        guards: list[bytes | None] = []
-        for index, (schema, rows, guard) in enumerate(shares):
+        parts: list[bytes] = []
+        for schema, rows, guard in shares:
             columns = tuple(rows[0])
             if any(tuple(row) != columns for row in rows) or not set(columns) <= _COLUMNS:
                 raise ValueError("message rows of one batch must have the same, known columns")
@@ -518,9 +525,9 @@ class GroupCommit:
             if head is None:
                 # The schema name comes from region_schema_name (two digits); composed once.
                 into = sql.SQL(
-                    "INSERT INTO {}.messages ({}) SELECT * FROM ("
+                    "INSERT INTO {}.messages ({}) SELECT * FROM (VALUES "
                     if guarded
-                    else "INSERT INTO {}.messages ({}) "
+                    else "INSERT INTO {}.messages ({}) VALUES "
                 )
                 head = (
                     into.format(
@@ -528,7 +535,6 @@ class GroupCommit:
                     )
                     .as_string(cursor)
                     .encode()
-                    + b"VALUES "
                 )
                 self._statements[(schema, columns, guarded)] = head
             json_at = [i for i, name in enumerate(columns) if name in _JSON_COLUMNS]
@@ -542,45 +548,27 @@ class GroupCommit:
             # One mogrify for the whole VALUES list (execute_values mogrifies row by row and
             # re-tokenises the statement every batch: a sixth of the writer's CPU).
             if guarded:
+                # Behind a WHERE the VALUES list cannot take its types from the target: cast.
                 row_template = "(" + ",".join(f"%s::{_PG_TYPES[c]}" for c in columns) + ")"
             else:
                 row_template = "(" + ",".join(["%s"] * len(columns)) + ")"
-            insert = head + cursor.mogrify(",".join([row_template] * len(rows)), values)
-            if guard is None:
-                guards.append(None)
-            else:
-                # Judged in this statement's snapshot: an end committed before it started is
-                # seen, and one committed later orders after this batch.
-                insert += b") AS v WHERE (SELECT live FROM g%d)" % index
-                guards.append(
-                    b"SELECT EXISTS (SELECT 1 FROM %s.region_keys k JOIN %s.regions r "
-                    b"ON r.lan_code = k.lan_code WHERE r.ended_at IS NULL AND "
-                    % (HUB_SCHEMA.encode(), HUB_SCHEMA.encode())
-                    + cursor.mogrify("k.lan_code = %s AND k.wrapped_key = %s", guard)
-                    + b") AS live"
-                )
-            insert += b" ON CONFLICT (content_hash) DO NOTHING RETURNING content_hash"
-            inserts.append(insert)
-        if len(shares) == 1 and guards[0] is None:
-            cursor.execute(inserts[0])
+            part = head + cursor.mogrify(",".join([row_template] * len(rows)), values)
+            if guard is not None:
+                part += b") AS v WHERE " + cursor.mogrify(_PG_GUARD, guard)
+            parts.append(part + b" ON CONFLICT (content_hash) DO NOTHING RETURNING content_hash")
+        if len(parts) == 1:
+            cursor.execute(parts[0])
             return [{row[0] for row in cursor.fetchall()}]
-        ctes: list[bytes] = []
-        selects: list[bytes] = []
-        for index, (insert, guard_query) in enumerate(zip(inserts, guards, strict=True)):
-            if guard_query is not None:
-                ctes.append(b"g%d AS (%s)" % (index, guard_query))
-                # A refused share says so with one row whose content hash is NULL.
-                selects.append(b"SELECT %d, NULL::text FROM g%d WHERE NOT live" % (index, index))
-            ctes.append(b"s%d AS (%s)" % (index, insert))
-            selects.append(b"SELECT %d, content_hash FROM s%d" % (index, index))
-        cursor.execute(b"WITH " + b", ".join(ctes) + b" " + b" UNION ALL ".join(selects))
-        new: list[set[str] | None] = [set() for _ in shares]
+        ctes = b", ".join(b"s%d AS (%s)" % (i, part) for i, part in enumerate(parts))
+        union = b" UNION ALL ".join(
+            b"SELECT %d, content_hash FROM s%d" % (i, i) for i in range(len(parts))
+        )
+        cursor.execute(b"WITH " + ctes + b" " + union)
+        new: list[set[str] | None] = [set() for _ in parts]
         for index, content_hash in cursor.fetchall():
             hashes = new[index]
-            if content_hash is None:
-                new[index] = None  # the guard refused the share: nothing of it was inserted
-            elif hashes is not None:
-                hashes.add(content_hash)
+            assert hashes is not None
+            hashes.add(content_hash)
         return new
 
 

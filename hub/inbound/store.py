@@ -22,8 +22,9 @@ from hub.contract.model import CervixScreeningInformation
 from hub.db import read_once_more_if_lost
 from hub.db.region_tables import messages
 from hub.inbound.groupcommit import RegionClosed
-from hub.tenancy.access import cached_region_cipher, region_cipher
+from hub.tenancy.access import region_cipher
 from hub.tenancy.keys import KeyDestroyed, RegionCipher
+from hub.tenancy.registry import get_region
 from hub.tenancy.routing import ended_reason
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,23 @@ def _first_answer(hub: Hub, lan_code: str, content_hash: str) -> Any:
     )
 
 
+def _live_cipher(hub: Hub, lan_code: str) -> RegionCipher:
+    """The region's cipher, read now, for a region not ended: else :class:`NotReceiving`.
+
+    The key is read first and the registry after it: an end committed in between is seen here,
+    and one committed later changes the key's row, which the group commit's guard then refuses.
+    """
+    try:
+        cipher = region_cipher(hub, lan_code)
+    except KeyDestroyed:
+        raise NotReceiving(ended_reason(lan_code)) from None
+    region = read_once_more_if_lost(hub.db.hub, lambda connection: get_region(connection, lan_code))
+    if region is None or region.ended_at is not None:
+        hub.keys.forget(lan_code)
+        raise NotReceiving(ended_reason(lan_code))
+    return cipher
+
+
 def store_message(
     hub: Hub,
     lan_code: str,
@@ -142,22 +160,17 @@ def store_message(
             result_text=result_text,
         )
 
-    try:
-        cipher = cached_region_cipher(hub, lan_code)
-    except KeyDestroyed:
-        raise NotReceiving(ended_reason(lan_code)) from None
+    cipher = hub.keys.cached(lan_code) or _live_cipher(hub, lan_code)
     row = sealed(cipher)
     try:
         inserted = hub.inbound.insert(lan_code, row, key_ref=cipher.key_ref)
     except RegionClosed:
-        # Another process ended the region, or destroyed or replaced its key, after this one
-        # cached it: nothing was stored. Only a replaced key (the region reinstated) is worth
-        # sealing again; the router forgets the region, so its next call is refused up front.
+        # The key's row changed since this process cached it: another process ended the region
+        # (destroyed its key, or wrapped it anew) or reinstated it with a new key. Nothing was
+        # stored. Only a live region is worth sealing for again; the router forgets the region,
+        # so that its next call is refused up front.
         hub.router.invalidate(lan_code)
-        try:
-            fresh = region_cipher(hub, lan_code)
-        except KeyDestroyed:
-            raise NotReceiving(ended_reason(lan_code)) from None
+        fresh = _live_cipher(hub, lan_code)
         if fresh.key_ref == cipher.key_ref:
             raise NotReceiving(ended_reason(lan_code)) from None
         row = sealed(fresh)

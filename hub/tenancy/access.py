@@ -160,21 +160,12 @@ def region_cipher(hub: Hub, lan_code: str) -> RegionCipher:
     """The region's cipher, its key's row looked at now (one small query; unwrapped once).
 
     Raises :class:`~hub.tenancy.keys.KeyDestroyed` when the key was destroyed, in this process
-    or another: every reader and sealer but the inbound store comes through here.
+    or another: every reader and sealer comes through here, but the inbound store once it holds
+    a copy (its group commit checks the key's row in the same transaction as the insert).
     """
     return read_once_more_if_lost(
         hub.db.hub, lambda connection: hub.keys.cipher(connection, lan_code)
     )
-
-
-def cached_region_cipher(hub: Hub, lan_code: str) -> RegionCipher:
-    """The cipher this process holds for the region, without a query once it has one.
-
-    For the inbound store only, which pays no query per call for it: its group commit checks
-    that the region is still live under this very key in the same transaction as the insert
-    (:mod:`hub.inbound.groupcommit`), and asks again (:func:`region_cipher`) if not.
-    """
-    return hub.keys.cached(lan_code) or region_cipher(hub, lan_code)
 
 
 @dataclass(frozen=True)

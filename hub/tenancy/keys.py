@@ -196,6 +196,27 @@ class KeyStore:
         self.forget(lan_code)
         return True
 
+    def rewrap(self, connection: Connection, lan_code: str) -> None:
+        """Wrap the region's (same) data key anew, so that its row no longer holds the blob any
+        process has cached: ``region end`` does it, and a store checks the blob in the same
+        transaction as its insert (:mod:`hub.inbound.groupcommit`), so nothing is stored for an
+        ended region with a key cached before the end. What was sealed stays readable."""
+        row = connection.execute(
+            select(region_keys.c.wrapped_key).where(region_keys.c.lan_code == lan_code)
+        ).first()
+        if row is None or row.wrapped_key is None:
+            return
+        wrapped: bytes = bytes(row.wrapped_key)
+        aad = f"region-key:{lan_code}".encode()
+        data_key = self._master.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], aad)
+        nonce = os.urandom(_NONCE)
+        connection.execute(
+            update(region_keys)
+            .where(region_keys.c.lan_code == lan_code)
+            .values(wrapped_key=nonce + self._master.encrypt(nonce, data_key, aad))
+        )
+        self.forget(lan_code)
+
     def cached(self, lan_code: str) -> RegionCipher | None:
         """The region's cipher if this process already unwrapped its key (no database access)."""
         with self._lock:

@@ -192,8 +192,9 @@ def end_agreement(
     """End a region's agreement now; with ``destroy_key`` its stored data becomes unreadable.
 
     From the commit on, every process refuses the region: inbound calls are answered ERROR and
-    stored nowhere (the group commit checks ``ended_at`` and the key in the same transaction
-    as its insert), its outbox is no longer sent and its extracts no longer picked up. Data
+    stored nowhere (the key's row changes, destroyed or wrapped anew, and the group commit checks
+    it in the same transaction as its insert; a process that has no copy yet reads ``ended_at``
+    first), its outbox is no longer sent and its extracts no longer picked up. Data
     received before the end is still handed back (delivery, receipts) unless the key is
     destroyed. Ending an ended region again keeps the first end's time.
     """
@@ -212,6 +213,10 @@ def end_agreement(
         )
         if destroy_key:
             keys.destroy(connection, lan_code)
+        else:
+            # The same key, wrapped anew: every copy cached by a serving process stops matching
+            # the key's row, which the inbound store checks in its own transaction.
+            keys.rewrap(connection, lan_code)
         record_operator(
             connection, actor, Action.REGION_ENDED, lan_code, f"destroy_key={destroy_key}"
         )
