@@ -16,6 +16,7 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     DateTime,
+    Engine,
     Update,
     and_,
     bindparam,
@@ -169,7 +170,7 @@ def claim(
     return claimed
 
 
-def _record_lost_attempts(engine: Any, claimed: Sequence[Claimed], now: datetime) -> None:
+def _record_lost_attempts(engine: Engine, claimed: Sequence[Claimed], now: datetime) -> None:
     """Log the previous attempt of each record as lost where the log has no line for it."""
     if not claimed:
         return
