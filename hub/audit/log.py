@@ -31,6 +31,9 @@ class Action(enum.StrEnum):
     # A region's access log: views of its data.
     MESSAGES_LISTED = "messages.listed"
     MESSAGE_READ = "message.read"
+    RECEIVED_VIEWED = "received.viewed"
+    RECEIVED_DOWNLOADED = "received.downloaded"
+    ACCESS_LOG_VIEWED = "access_log.viewed"
     OUTBOX_LISTED = "outbox.listed"
     OUTBOX_READ = "outbox.read"
     OUTBOX_ENVELOPES_READ = "outbox.envelopes.read"
