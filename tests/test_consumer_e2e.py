@@ -3,7 +3,8 @@
 One hub serves two member regions, A (14) and B (01). The simulator routes both län codes to the
 hub's live server, so a record A approves for B leaves through the consumer side, crosses the
 simulator as it would cross NTjP, and is stored by the producer side in B's store. Other län codes
-route to the simulator's mock producer or to nothing, to provoke each fault of CONTRACT.md §5/§6.
+route to the simulator's mock producer or to nothing, to provoke each fault of the platform
+(docs/contract.md).
 Every test runs on SQLite and on PostgreSQL. Personnummer are synthetic (or the mock's magic ones).
 """
 

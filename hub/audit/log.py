@@ -41,7 +41,6 @@ class Action(enum.StrEnum):
     MESSAGE_DELIVERED = "message.delivered"
     MESSAGES_PURGED = "messages.purged"
     EXTRACT_PICKED_UP = "extract.picked_up"
-    OUTBOX_ENQUEUED = "outbox.enqueued"
     OUTBOX_RESEND = "outbox.resend"
     # The review: records taken in, listed, opened, decided.
     INTAKE_RECEIVED = "intake.received"

@@ -26,7 +26,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (ConfigError, RegionError, AccessError, ValueError) as exc:
-            raise Refused(str(exc).strip("'\"")) from None
+            # A LookupError's text is the repr of its argument: show the argument itself.
+            text = exc.args[0] if isinstance(exc, LookupError) and exc.args else str(exc)
+            raise Refused(str(text)) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -55,7 +55,8 @@ messages = Table(
     # Emptied (NULL) by the retention job once a message was delivered long enough ago.
     Column("body_enc", LargeBinary),
     Column("fields_enc", LargeBinary),
-    # "information", or "no_information" for an R1 message (docs/contract.md, R1).
+    # move | sample | treatment | no_information (an R1 message): the scenario, a best guess
+    # from the content (hub.contract.model.CervixScreeningInformation.kind).
     Column("kind", String(20), nullable=False),
     # Flags and counts only, never personal data: safe to list and filter on.
     Column("summary", JSON, nullable=False, default=dict),
