@@ -217,3 +217,91 @@ def test_the_canonical_form_reads_many_attributes_as_items_would_in_linear_time(
     started = time.process_time()
     canonical_bytes(crowded)
     assert time.process_time() - started < 1.0
+
+
+def _with_extension(content: str) -> bytes:
+    end = b"</urn:cervixScreeningInformation>"
+    body = _fixture("request_full.xml")  # 68 elements, 4 namespace declarations, depth 9
+    assert end in body
+    return body.replace(end, content.encode() + end)
+
+
+def _nested(levels: int) -> str:
+    return '<x:e xmlns:x="urn:x">' + "<x:e>" * (levels - 1) + "</x:e>" * levels
+
+
+def _attributes(count: int) -> str:
+    return '<x:e xmlns:x="urn:x" ' + " ".join(f'a{i}="1"' for i in range(count)) + "/>"
+
+
+def _declarations(count: int) -> str:
+    return "<x:e " + " ".join(f'xmlns:p{i}="urn:p"' for i in range(count - 1)) + ' xmlns:x="u"/>'
+
+
+def _named(chars: int) -> str:
+    return f'<x:{"n" * chars} xmlns:x="urn:x"/>'
+
+
+# (just within the limit, just over it, what the fault says). The extension slot is at depth 5.
+_LIMITS = {
+    "elements": (
+        f'<x:w xmlns:x="urn:x" xmlns:c="{CORE_NS}">' + "<c:name/>" * (10_000 - 69) + "</x:w>",
+        f'<x:w xmlns:x="urn:x" xmlns:c="{CORE_NS}">' + "<c:name/>" * (10_000 - 68) + "</x:w>",
+        "too many elements (the limit is 10000)",
+    ),
+    "depth": (_nested(28), _nested(29), "elements nested too deeply (the limit is 32)"),
+    "attributes": (
+        _attributes(32),
+        _attributes(33),
+        "too many attributes on one element (the limit is 32)",
+    ),
+    "attributes in all": (
+        _attributes(32) * 312 + _attributes(16),
+        _attributes(32) * 312 + _attributes(17),
+        "too many attributes (the limit is 10000)",
+    ),
+    "declarations": (
+        _declarations(32),
+        _declarations(33),
+        "too many namespace declarations on one element (the limit is 32)",
+    ),
+    "declarations in all": (
+        _declarations(32) * 31 + _declarations(4),
+        _declarations(32) * 31 + _declarations(5),
+        "too many namespace declarations (the limit is 1000)",
+    ),
+    "name": (_named(256), _named(257), "an element name that is too long (the limit is 256)"),
+    "prefix": (
+        f'<{"p" * 256}:e xmlns:{"p" * 256}="urn:x"/>',
+        f'<{"p" * 257}:e xmlns:{"p" * 257}="urn:x"/>',
+        "a namespace prefix that is too long (the limit is 256)",
+    ),
+    "namespace": (
+        f'<x:e xmlns:x="urn:{"u" * 508}"/>',
+        f'<x:e xmlns:x="urn:{"u" * 509}"/>',
+        "a namespace name that is too long (the limit is 512)",
+    ),
+    "unknown elements": (
+        '<x:w xmlns:x="urn:x">' + "<x:e/>" * 999 + "</x:w>",
+        '<x:w xmlns:x="urn:x">' + "<x:e/>" * 1000 + "</x:w>",
+        "too many elements the contract does not define (the limit is 1000)",
+    ),
+}
+
+
+@pytest.mark.parametrize("limit", sorted(_LIMITS))
+def test_a_request_over_a_limit_of_its_shape_is_refused_with_a_fixed_text(limit: str) -> None:
+    # Issue 17, defect 1: the 5 MB cap alone lets work grow with the square of the input.
+    within, over, text = _LIMITS[limit]
+    parse_request(_with_extension(within))
+    with pytest.raises(MalformedRequest) as refused:
+        parse_request(_with_extension(over))
+    assert str(refused.value) == f"the request is too complex: the document has {text}"
+
+
+def test_the_limits_are_checked_in_any_encoding() -> None:
+    body = _with_extension(_attributes(33)).decode()
+    utf16 = body.replace("UTF-8", "UTF-16", 1).encode("utf-16")
+    assert b"xmlns" not in utf16  # nothing a scan of the raw bytes for ASCII would count
+    with pytest.raises(MalformedRequest, match="attributes on one element"):
+        parse_request(utf16)

@@ -32,6 +32,7 @@ from hub.tenancy.access import region_cipher
 from hub.tenancy.registry import MemberRegion
 from hub.web.app import create_app
 from tests.conftest import end_database_sessions, scope_of, sessions_ended_midway
+from tests.hostile import HOSTILE
 
 LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}
 
@@ -622,3 +623,30 @@ def test_wsdl_is_served_with_the_real_address_and_resolvable_imports(live_server
         schema = requests.get(location, timeout=10)
         assert schema.status_code == 200 and b"schema" in schema.content
     assert requests.get(url + "?xsd=../../etc/passwd", timeout=10).status_code == 404
+
+
+@pytest.mark.parametrize("shape", sorted(HOSTILE))
+def test_the_worst_request_of_each_shape_within_the_cap_costs_well_under_a_second(
+    settings: Any,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
+    shape: str,
+) -> None:
+    # Issue 17, defect 1: 100,000 attributes in an extension slot, or as many namespace
+    # declarations on the Envelope, held a worker (and, through the GIL, all its threads) for
+    # seconds to minutes. Each shape here is the largest of its kind the 5 MB cap lets through
+    # (tests/hostile.py): refused by a limit, or answered, in a fraction of a second of CPU.
+    if not settings.is_sqlite:
+        pytest.skip("the cost is the contract code's, not the database's; once is enough")
+    body = HOSTILE[shape](make_pnr())
+    assert len(body) <= settings.max_body_bytes
+    started = time.process_time()
+    status, answer = post(client, body)
+    cpu = time.process_time() - started
+    assert cpu < 1.0, f"{shape}: {cpu:.2f} s of CPU"
+    if status == 500:
+        code, text = fault(answer)
+        assert code == "Client" and text.startswith("the request is too complex: "), text
+    else:
+        assert result(answer)[0] in ("OK", "ERROR")

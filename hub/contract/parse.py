@@ -6,6 +6,7 @@ messages: they end up in a SOAP Fault that goes back over the platform.
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
@@ -24,7 +25,8 @@ from hub.contract.model import (
     Specimen,
 )
 from hub.contract.names import CORE_NS, MAX_PAYLOAD_BYTES, SOAP11_ENV_NS
-from hub.contract.xmlsafe import UnsafeXml, parse_untrusted
+from hub.contract.wsdl import declared_element_names
+from hub.contract.xmlsafe import UnsafeXml, XmlLimits, XmlTooComplex, parse_untrusted
 
 SOAP12_ENV_NS: Final = "http://www.w3.org/2003/05/soap-envelope"
 _ROOT_START_RE: Final = re.compile(rb"<[A-Za-z_]")
@@ -35,6 +37,40 @@ _BODY: Final = f"{{{SOAP11_ENV_NS}}}Body"
 
 class MalformedRequest(ValueError):
     """Not a SOAP 1.1 request we can read: answer with a ``soap:Client`` fault."""
+
+
+# The shape a request may have, checked while it is parsed (docs/producer.md). Each bound is far
+# above what a real message of this contract needs -- the shipped samples and the test messages
+# have at most 68 elements, depth 9, no attributes, 5 namespace declarations on one element and
+# 7 in all, 11 extension elements, names of 41 and namespaces of 95 characters -- and low enough
+# that the worst message within them costs the producer a fraction of a second.
+REQUEST_ELEMENTS: Final = 10_000
+REQUEST_DEPTH: Final = 32
+REQUEST_ATTRIBUTES: Final = 32
+REQUEST_ATTRIBUTES_TOTAL: Final = 10_000
+REQUEST_NAMESPACES_PER_ELEMENT: Final = 32
+REQUEST_NAMESPACES: Final = 1_000
+REQUEST_NAME_CHARS: Final = 256
+REQUEST_NAMESPACE_CHARS: Final = 512
+REQUEST_UNKNOWN_ELEMENTS: Final = 1_000
+
+
+@lru_cache(maxsize=1)
+def request_limits() -> XmlLimits:
+    """The :class:`XmlLimits` of a request: the numbers above, the contract's names as known."""
+    envelope = {_ENVELOPE, _HEADER, _BODY}
+    return XmlLimits(
+        elements=REQUEST_ELEMENTS,
+        depth=REQUEST_DEPTH,
+        attributes=REQUEST_ATTRIBUTES,
+        attributes_total=REQUEST_ATTRIBUTES_TOTAL,
+        namespaces_per_element=REQUEST_NAMESPACES_PER_ELEMENT,
+        namespaces=REQUEST_NAMESPACES,
+        name_chars=REQUEST_NAME_CHARS,
+        namespace_chars=REQUEST_NAMESPACE_CHARS,
+        unknown_elements=REQUEST_UNKNOWN_ELEMENTS,
+        known=frozenset(envelope | declared_element_names()),
+    )
 
 
 class ModelError(ValueError):
@@ -63,8 +99,9 @@ def _local(el: etree._Element) -> str:
 def parse_request(body: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> SoapRequest:
     """Parse ``body`` as a SOAP 1.1 envelope.
 
-    Raises :class:`MalformedRequest` for oversize input, a DOCTYPE/entities, malformed XML, a root
-    that is not a SOAP 1.1 Envelope, or a missing or empty Body.
+    Raises :class:`MalformedRequest` for oversize input, a DOCTYPE/entities, malformed XML, a
+    document over :func:`request_limits`, a root that is not a SOAP 1.1 Envelope, or a missing or
+    empty Body.
     """
     # Checked here as well as in parse_untrusted so the message can be ours, with no data in it.
     if len(body) > max_bytes:
@@ -76,7 +113,9 @@ def parse_request(body: bytes, max_bytes: int = MAX_PAYLOAD_BYTES) -> SoapReques
     if b"<!DOCTYPE" in body[: root_start.start() if root_start else len(body)]:
         raise MalformedRequest("a DOCTYPE, DTD or entity declaration is not allowed")
     try:
-        envelope = parse_untrusted(body, max_bytes, remove_blank_text=True)
+        envelope = parse_untrusted(body, max_bytes, remove_blank_text=True, limits=request_limits())
+    except XmlTooComplex as exc:
+        raise MalformedRequest(f"the request is too complex: {exc}") from None
     except UnsafeXml as exc:
         if "DOCTYPE" in str(exc):
             raise MalformedRequest("a DOCTYPE, DTD or entity declaration is not allowed") from None
