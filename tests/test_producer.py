@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -22,17 +23,23 @@ from lxml import etree
 from sqlalchemy import func, select
 
 from hub.context import Hub, build_hub
-from hub.contract.names import ENDPOINT_PATH, RESPONDER_NS, SOAP11_ENV_NS
+from hub.contract.names import (
+    ENDPOINT_PATH,
+    HDR_ORIGINAL_CONSUMER,
+    RESPONDER_NS,
+    SOAP11_ENV_NS,
+)
 from hub.contract.samples import sample_information
 from hub.contract.serialise import build_request_envelope
 from hub.db import engines as db
 from hub.db.region_tables import access_log, messages
 from hub.inbound.views import list_messages, read_body
+from hub.producer import spyne as spyne_module
 from hub.tenancy.access import region_cipher
 from hub.tenancy.registry import MemberRegion
 from hub.web.app import create_app
 from tests.conftest import end_database_sessions, scope_of, sessions_ended_midway
-from tests.hostile import HOSTILE
+from tests.hostile import HOSTILE, schema_probes, valid
 
 LOOPBACK = {"REMOTE_ADDR": "127.0.0.1"}
 
@@ -650,3 +657,60 @@ def test_the_worst_request_of_each_shape_within_the_cap_costs_well_under_a_secon
         assert code == "Client" and text.startswith("the request is too complex: "), text
     else:
         assert result(answer)[0] in ("OK", "ERROR")
+
+
+def _quoted_anywhere(secret: str, text: str) -> bool:
+    """Whether ``text`` holds ``secret``, its date part or its digits after the century."""
+    return any(part in text for part in (secret, secret[:8], secret[2:], secret[8:] + "'"))
+
+
+def test_no_answer_fault_or_log_line_carries_text_from_the_request(
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 17, defect 7: a personnummer in an extension element's value came back in resultText.
+    # The class: whatever a sender writes, anywhere, answers and logs say only our own words.
+    caplog.set_level(logging.DEBUG)
+    secret = make_pnr()
+    ns = f"urn:{secret}"
+    bodies = list(schema_probes(make_pnr(), secret).values())
+    bodies += [
+        f"<a{secret}></b>".encode(),  # not well-formed: libxml2 names the tags
+        f"<x{secret}/>".encode(),  # not an Envelope
+        f'<e:Envelope xmlns:e="{SOAP11_ENV_NS}"><e:Body><o:p{secret} xmlns:o="{ns}"/>'
+        "</e:Body></e:Envelope>".encode(),  # no such operation (Spyne named it)
+        envelope("14", make_pnr()).replace(
+            b"tjsr:ProcessCervixScreeningInformation>", f"tjsr:P{secret}>".encode()
+        ),  # a misnamed operation in the right namespace
+        f'<?xml version="1.0"?><!DOCTYPE d{secret} [<!ENTITY e "{secret}">]>'
+        f'<e:Envelope xmlns:e="{SOAP11_ENV_NS}"><e:Body>&e;</e:Body></e:Envelope>'.encode(),
+        valid(make_pnr()).replace(
+            b"</tjsr:cervixScreeningInformation>",
+            f'<x:n{secret} xmlns:x="{ns}" '.encode()
+            + b" ".join(b'a%d="1"' % i for i in range(40))
+            + b"/></tjsr:cervixScreeningInformation>",
+        ),  # over a limit
+        valid(make_pnr()).replace(
+            b"<itr:LogicalAddress>14<", f"<itr:LogicalAddress>{secret}<".encode()
+        ),  # an address that is no län code
+    ]
+    headers = {"x-skltp-correlation-id": f"id {secret}", HDR_ORIGINAL_CONSUMER: secret}
+    for body in bodies:
+        status, answer = post(client, body, **headers)
+        assert status in (200, 500)
+        assert not _quoted_anywhere(secret, etree.tostring(answer).decode()), body[:300]
+    # A technical failure is logged with its traceback and the call's correlation id.
+    monkeypatch.setattr(spyne_module, "receive", _raise_runtime_error)
+    status, answer = post(client, valid(make_pnr()), **headers)
+    assert (status, fault(answer)[0]) == (500, "Server")
+    assert "inbound call failed" in caplog.text
+    for record in caplog.records:
+        assert not _quoted_anywhere(secret, record.getMessage()), record.getMessage()
+    assert not _quoted_anywhere(secret, caplog.text)
+
+
+def _raise_runtime_error(*_: Any) -> Any:
+    raise RuntimeError("the store is gone")
