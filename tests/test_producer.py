@@ -35,6 +35,7 @@ from hub.db import engines as db
 from hub.db.region_tables import access_log, messages
 from hub.inbound.views import list_messages, read_body
 from hub.producer import spyne as spyne_module
+from hub.producer.endpoint import MAX_CACHED_DOCUMENTS
 from hub.tenancy.access import region_cipher
 from hub.tenancy.registry import MemberRegion
 from hub.web.app import create_app
@@ -714,3 +715,49 @@ def test_no_answer_fault_or_log_line_carries_text_from_the_request(
 
 def _raise_runtime_error(*_: Any) -> Any:
     raise RuntimeError("the store is gone")
+
+
+def test_the_wsdl_cache_stays_bounded_whatever_hosts_ask(app: Any, client: Any) -> None:
+    # Issue 17, defect 8: documents were cached per Host header, for ever; 18,000 distinct Hosts
+    # grew each worker by 64 MB.
+    documents = app.wsgi_app.mounts[ENDPOINT_PATH].documents
+    for i in range(3 * MAX_CACHED_DOCUMENTS):
+        answer = client.get(ENDPOINT_PATH + "?wsdl", headers={"Host": f"h{i}.example:8080"})
+        assert answer.status_code == 200
+        assert documents.cached() <= MAX_CACHED_DOCUMENTS
+    address = etree.fromstring(answer.data).find(
+        ".//{http://schemas.xmlsoap.org/wsdl/soap/}address"
+    )
+    assert address is not None
+    assert address.get("location") == f"http://h{i}.example:8080{ENDPOINT_PATH}"
+    # The same name in other letter cases is one address, one entry.
+    before = documents.cached()
+    for host in ("H0.Example:8080", "h0.EXAMPLE:8080", "h0.example:8080"):
+        assert client.get(ENDPOINT_PATH + "?wsdl", headers={"Host": host}).status_code == 200
+    assert documents.cached() <= before + 1
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        'evil.example"><x',
+        "a b.example",
+        "h.example/path",
+        "h.example:80:80",
+        "user@h.example",
+        "[::1",
+        "h.example:123456",
+        "x" * 300,
+        "198501019801.example\tX: y",
+    ],
+)
+def test_a_host_header_that_is_no_host_name_gets_no_wsdl(app: Any, client: Any, host: str) -> None:
+    documents = app.wsgi_app.mounts[ENDPOINT_PATH].documents
+    answer = client.get(ENDPOINT_PATH + "?wsdl", headers={"Host": host})
+    assert answer.status_code == 400
+    assert host.encode() not in answer.data
+    assert documents.cached() == 0
+    for good in ("hub.example.se", "hub.example.se:443", "10.1.2.3:8080", "[2001:db8::1]:8443"):
+        assert (
+            client.get(ENDPOINT_PATH + "?wsdl", environ_base={"HTTP_HOST": good}).status_code == 200
+        )
