@@ -761,3 +761,35 @@ def test_a_host_header_that_is_no_host_name_gets_no_wsdl(app: Any, client: Any, 
         assert (
             client.get(ENDPOINT_PATH + "?wsdl", environ_base={"HTTP_HOST": good}).status_code == 200
         )
+
+
+def test_a_certificate_header_must_hold_exactly_one_certificate(settings: Any) -> None:
+    # Issue 17, defect 9: gunicorn joins repeated headers with a comma and the PEM reader took
+    # the first certificate: the ingress's header after a caller's own chose the caller's identity.
+    from urllib.parse import quote
+
+    from hub.producer.identity import hsa_id_from_pem, identify
+
+    strict = settings.with_overrides(allowed_consumers=("SE2321000016-NTJP",))
+    allowed, foreign = _cert_pem("SE2321000016-NTJP"), _cert_pem("SE999-OTHER")
+
+    def caller(value: str) -> tuple[str | None, str | None]:
+        found = identify(strict, "127.0.0.1", value)
+        return found.hsa_id, found.refused
+
+    assert caller(quote(allowed)) == ("SE2321000016-NTJP", None)
+    assert caller(allowed) == ("SE2321000016-NTJP", None)
+    assert caller("  " + quote(allowed) + "\n") == ("SE2321000016-NTJP", None)
+    one = "the client certificate header must hold exactly one certificate"
+    for value in (
+        quote(allowed) + "," + quote(foreign),  # two headers, as gunicorn joins them
+        quote(allowed) + ", " + quote(foreign),
+        allowed + allowed,
+        quote(allowed) + "x",
+        "x" + quote(allowed),
+        quote(allowed).replace("CERTIFICATE", "PRIVATE KEY"),
+        quote(allowed)[: len(quote(allowed)) // 2],
+        "-----BEGIN CERTIFICATE----------END CERTIFICATE-----",
+    ):
+        assert caller(value) == (None, one), value
+        assert hsa_id_from_pem(value) is None
