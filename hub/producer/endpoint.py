@@ -186,7 +186,14 @@ class ProducerEndpoint:
         return None if len(data) > cap else data
 
     def _call(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        body = self._read_body(environ)
+        try:
+            body = self._read_body(environ)
+        except OSError:
+            # The client went away, or did not send its body within the server's read deadline
+            # (hub/web/gthread.py): nothing to parse; answer in case anyone still listens.
+            return fault_response(
+                start_response, "soap:Client", "The request body was not received in full in time"
+            )
         if body is None:
             cap = self.hub.settings.max_body_bytes
             return fault_response(
