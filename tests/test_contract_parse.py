@@ -14,6 +14,7 @@ from hub.contract.names import CORE_NS, MAX_PAYLOAD_BYTES, PAYLOAD_TAG, RESPONDE
 from hub.contract.parse import (
     MalformedRequest,
     ModelError,
+    MustUnderstand,
     information_from_element,
     parse_request,
 )
@@ -305,3 +306,88 @@ def test_the_limits_are_checked_in_any_encoding() -> None:
     assert b"xmlns" not in utf16  # nothing a scan of the raw bytes for ASCII would count
     with pytest.raises(MalformedRequest, match="attributes on one element"):
         parse_request(utf16)
+
+
+_ADDRESS = "<soap:Header><itr:LogicalAddress xmlns:itr='urn:riv:itintegration:registry:1'>{}"
+_ADDRESS += "</itr:LogicalAddress></soap:Header>"
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        ("14", "14"),
+        ("1<!---->4", "1<!---->4"),  # the text as written: not the län code 14
+        ("<!-- to VGR -->14", "<!-- to VGR -->14"),
+        ("1<?route 4?>4", "1<?route 4?>4"),
+        ("<![CDATA[14]]>", "14"),  # character data, as much as plain text is
+        ("1&#52;", "14"),
+    ],
+)
+def test_the_logical_address_is_read_as_written(written: str, read: str) -> None:
+    # Issue 17: the parse drops comments and joins the text around them, so "1<!---->4" routed
+    # to 14. Decision: the address is its text as written; a comment or processing instruction
+    # in it stays part of it, so it is no län code and routes nowhere.
+    assert parse_request(_envelope(_ADDRESS.format(written))).logical_address == read
+
+
+def test_the_logical_address_is_read_as_written_in_any_encoding() -> None:
+    body = (
+        '<?xml version="1.0" encoding="UTF-16"?>' + _envelope(_ADDRESS.format("1<!---->4")).decode()
+    )
+    assert parse_request(body.encode("utf-16")).logical_address == "1<!---->4"
+
+
+_NEXT = "http://schemas.xmlsoap.org/soap/actor/next"
+
+
+@pytest.mark.parametrize(
+    ("entry", "understood"),
+    [
+        ("<x:Security xmlns:x='urn:x' soap:mustUnderstand='1'/>", False),
+        ("<x:Security xmlns:x='urn:x' soap:mustUnderstand='true'/>", False),
+        ("<x:Security xmlns:x='urn:x' soap:mustUnderstand='0'/>", True),
+        ("<x:Security xmlns:x='urn:x'/>", True),
+        # Meant for another node on the way (SOAP 1.1 actor): not ours to understand.
+        ("<x:Security xmlns:x='urn:x' soap:mustUnderstand='1' soap:actor='urn:other'/>", True),
+        (f"<x:S xmlns:x='urn:x' soap:mustUnderstand='1' soap:actor='{_NEXT}'/>", False),
+        # Only header entries count, not elements inside one.
+        ("<x:S xmlns:x='urn:x'><x:inner soap:mustUnderstand='1'/></x:S>", True),
+        (
+            "<itr:LogicalAddress xmlns:itr='urn:riv:itintegration:registry:1' "
+            "soap:mustUnderstand='1'>14</itr:LogicalAddress>",
+            True,
+        ),
+    ],
+)
+def test_a_header_entry_that_must_be_understood_is_understood_or_refused(
+    entry: str, understood: bool
+) -> None:
+    body = _envelope(f"<soap:Header>{entry}</soap:Header>")
+    if understood:
+        parse_request(body)
+        return
+    with pytest.raises(MustUnderstand) as refused:
+        parse_request(body)
+    assert str(refused.value) == (
+        "a SOAP header entry marked mustUnderstand is not understood by this producer"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("<x/><y/>", "holds more"),
+        ("<x/>\n  <y/>", "holds more"),
+        ("<x/>text", "no text"),
+        ("text<x/>", "no text"),
+        ("\n  <x/>\n  ", None),
+    ],
+)
+def test_the_body_holds_the_operation_element_only(content: str, problem: str | None) -> None:
+    # Issue 17: a second element (or text) in the Body was stored with the call, never checked.
+    body = _envelope(body=content)
+    if problem is None:
+        parse_request(body)
+        return
+    with pytest.raises(MalformedRequest, match=problem):
+        parse_request(body)

@@ -793,3 +793,97 @@ def test_a_certificate_header_must_hold_exactly_one_certificate(settings: Any) -
     ):
         assert caller(value) == (None, one), value
         assert hsa_id_from_pem(value) is None
+
+
+def test_a_header_the_producer_must_understand_but_does_not_is_a_must_understand_fault(
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
+) -> None:
+    # SOAP 1.1 section 4.2.3: faultcode MustUnderstand; LogicalAddress is understood.
+    body = envelope("14", make_pnr())
+    secured = body.replace(
+        b"<soap:Header>",
+        b'<soap:Header><w:Security xmlns:w="urn:x:wsse" soap:mustUnderstand="1"/>',
+    )
+    status, answer = post(client, secured)
+    code, text = fault(answer)
+    assert (status, code) == (500, "MustUnderstand")
+    assert "Security" not in text and "urn:x" not in text
+    marked = body.replace(b"<itr:LogicalAddress>", b'<itr:LogicalAddress soap:mustUnderstand="1">')
+    assert marked != body
+    assert (post(client, marked)[0], result(post(client, marked)[1])[0]) == (200, "OK")
+    assert count(hub, "14") == 1
+
+
+@pytest.mark.parametrize(
+    ("content_type", "answered"),
+    [
+        ("text/xml; charset=utf-8", "OK"),
+        ("Text/XML", "OK"),
+        ("", "OK"),  # none given: the body decides
+        ("application/soap+xml; charset=utf-8", "SOAP 1.2"),
+        ("application/json", "must be text/xml"),
+        ("application/x-www-form-urlencoded", "must be text/xml"),
+    ],
+)
+def test_the_content_type_must_be_soap_1_1s_text_xml(
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
+    content_type: str,
+    answered: str,
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post(
+        ENDPOINT_PATH, data=envelope("14", make_pnr()), headers=headers, environ_base=LOOPBACK
+    )
+    answer = etree.fromstring(response.data)
+    if answered == "OK":
+        assert (response.status_code, result(answer)) == (200, ("OK", None))
+        return
+    code, text = fault(answer)
+    assert (response.status_code, code) == (500, "Client") and answered in text
+    assert content_type not in text
+    assert count(hub, "14") == 0
+
+
+def test_a_comment_inside_the_logical_address_does_not_route_it(
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
+) -> None:
+    # "1<!---->4" read as 14 after the parse dropped the comment; the platform reads the text
+    # as it stands. Decision: the markup is part of the address, which is then no län code.
+    body = envelope("14", make_pnr())
+    for written in (b"1<!---->4", b"<!-- VGR -->14", b"1<?x?>4"):
+        status, answer = post(
+            client,
+            body.replace(b">14</itr:LogicalAddress>", b">" + written + b"</itr:LogicalAddress>"),
+        )
+        code, text = result(answer)
+        assert (status, code) == (200, "ERROR") and "logical address rule" in (text or "")
+    assert count(hub, "14") == 0
+    assert result(post(client, body)[1])[0] == "OK"
+
+
+@pytest.mark.parametrize(
+    "extra", [b"<tjsr:ProcessCervixScreeningInformation/>", b"<x:y xmlns:x='urn:x'/>"]
+)
+def test_a_second_element_in_the_body_is_a_client_fault(
+    hub: Hub,
+    client: Any,
+    regions_ab: tuple[MemberRegion, MemberRegion],
+    make_pnr: Callable[[], str],
+    extra: bytes,
+) -> None:
+    # Decision: document/literal with one operation; a second element would be stored with
+    # the call (in its raw body) but never validated.
+    body = envelope("14", make_pnr()).replace(b"</soap:Body>", extra + b"</soap:Body>")
+    status, answer = post(client, body)
+    code, text = fault(answer)
+    assert (status, code) == (500, "Client") and "one element" in text
+    assert count(hub, "14") == 0

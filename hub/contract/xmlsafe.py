@@ -59,17 +59,18 @@ class XmlLimits:
     known: frozenset[str] = field(default_factory=frozenset)
 
 
-def safe_parser(*, remove_blank_text: bool = False) -> etree.XMLParser:
+def safe_parser(*, remove_blank_text: bool = False, keep_markup: bool = False) -> etree.XMLParser:
     """Return a parser that never loads a DTD, resolves an entity or touches the network.
 
     ``remove_blank_text`` drops whitespace-only text between elements (indentation), as libxml2
     does for element-only content: a leaf's own whitespace and mixed content are kept.
-    A fresh parser per call: lxml parsers are not safe to share between threads.
+    Comments and processing instructions are dropped (the text around one joined) unless
+    ``keep_markup``. A fresh parser per call: lxml parsers are not safe to share between threads.
     """
-    return etree.XMLParser(**_parser_options(remove_blank_text))
+    return etree.XMLParser(**_parser_options(remove_blank_text, keep_markup))
 
 
-def _parser_options(remove_blank_text: bool) -> dict[str, Any]:
+def _parser_options(remove_blank_text: bool, keep_markup: bool = False) -> dict[str, Any]:
     return {
         "remove_blank_text": remove_blank_text,
         "resolve_entities": False,
@@ -77,8 +78,8 @@ def _parser_options(remove_blank_text: bool) -> dict[str, Any]:
         "load_dtd": False,
         "dtd_validation": False,
         "huge_tree": False,
-        "remove_comments": True,
-        "remove_pis": True,
+        "remove_comments": not keep_markup,
+        "remove_pis": not keep_markup,
         "collect_ids": False,
     }
 
@@ -95,18 +96,21 @@ def parse_untrusted(
     *,
     remove_blank_text: bool = False,
     limits: XmlLimits | None = None,
+    keep_markup: bool = False,
 ) -> etree._Element:
     """Parse ``data`` as untrusted XML and return its root element.
 
     Raises :class:`UnsafeXml` for oversize input, a DOCTYPE (DTDs and entities are refused outright,
     not merely left unexpanded) or malformed XML, and :class:`XmlTooComplex` for a document over
-    ``limits`` (checked while it is parsed, before anything else reads the tree).
+    ``limits`` (checked while it is parsed, before anything else reads the tree). Comments and
+    processing instructions are kept with ``keep_markup`` (not with ``limits``).
     """
     if len(data) > max_bytes:
         raise UnsafeXml(f"body is {len(data)} bytes; the limit is {max_bytes} bytes")
     try:
         if limits is None:
-            root = etree.fromstring(data, safe_parser(remove_blank_text=remove_blank_text))
+            parser = safe_parser(remove_blank_text=remove_blank_text, keep_markup=keep_markup)
+            root = etree.fromstring(data, parser)
         else:
             root = _parse_bounded(data, limits, remove_blank_text)
     except etree.XMLSyntaxError as exc:

@@ -24,7 +24,7 @@ from hub.contract.names import (
     HDR_CORRELATION_ID,
     HDR_ORIGINAL_CONSUMER,
 )
-from hub.contract.parse import MalformedRequest, parse_request
+from hub.contract.parse import MalformedRequest, MustUnderstand, parse_request
 from hub.contract.serialise import build_fault_envelope
 from hub.contract.wsdl import WSDL_FILE, wsdl_dir
 from hub.contract.xmlsafe import parse_untrusted
@@ -70,6 +70,23 @@ def fault_response(
     body = build_fault_envelope(faultcode, text)  # type: ignore[arg-type]
     start_response(status, [("Content-Type", _XML), ("Content-Length", str(len(body)))])
     return [body]
+
+
+def _content_type_problem(content_type: str | None) -> str | None:
+    """Why a request's Content-Type is not SOAP 1.1's ``text/xml``, or None if it is.
+
+    A request without one is read as SOAP 1.1 (the body decides); one that says it is something
+    else (SOAP 1.2's ``application/soap+xml``, JSON, a form) is refused before its body is read.
+    The text never repeats what was sent.
+    """
+    if not content_type:
+        return None
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "text/xml":
+        return None
+    if media == "application/soap+xml":
+        return "SOAP 1.2 (application/soap+xml) is not supported; send SOAP 1.1 as text/xml"
+    return "the Content-Type of a SOAP 1.1 request must be text/xml"
 
 
 class ContractDocuments:
@@ -186,6 +203,9 @@ class ProducerEndpoint:
         return None if len(data) > cap else data
 
     def _call(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        refused = _content_type_problem(environ.get("CONTENT_TYPE"))
+        if refused:
+            return fault_response(start_response, "soap:Client", refused)
         try:
             body = self._read_body(environ)
         except OSError:
@@ -209,6 +229,8 @@ class ProducerEndpoint:
             return fault_response(start_response, "soap:Client", caller.refused)
         try:
             request = parse_request(body, settings.max_body_bytes)
+        except MustUnderstand as exc:
+            return fault_response(start_response, "soap:MustUnderstand", str(exc))
         except MalformedRequest as exc:
             return fault_response(start_response, "soap:Client", str(exc))
         environ[ENV_REQUEST] = request
