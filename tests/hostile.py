@@ -248,3 +248,17 @@ def schema_probes(pnr: str, secret: str) -> dict[str, bytes]:
         assert old in body, name
         out[name] = body.replace(old, new, 1).encode()
     return out
+
+
+def known_under_long_names(pnr: str, depth: int = 26, name: int = 256) -> bytes:
+    """Contract elements inside extensions (validated there: each one an error), as many as
+    allowed, at the end of a chain of the longest names allowed: every error's path repeats it.
+    """
+    tag = b"x:" + b"n" * (name - 2)
+    opening = b"<" + tag + b' xmlns:x="urn:x">' + (b"<" + tag + b">") * (depth - 1)
+    leaf = b"<tjsr:ProcessCervixScreeningInformation/>"
+    leaves = leaf * (1_000 - depth)
+    return _extension(valid(pnr), opening + leaves + (b"</" + tag + b">") * depth)
+
+
+HOSTILE["known-under-long-names"] = known_under_long_names

@@ -246,8 +246,8 @@ def _named(chars: int) -> str:
 # (just within the limit, just over it, what the fault says). The extension slot is at depth 5.
 _LIMITS = {
     "elements": (
-        f'<x:w xmlns:x="urn:x" xmlns:c="{CORE_NS}">' + "<c:name/>" * (10_000 - 69) + "</x:w>",
-        f'<x:w xmlns:x="urn:x" xmlns:c="{CORE_NS}">' + "<c:name/>" * (10_000 - 68) + "</x:w>",
+        "<urn1:name/>" * (10_000 - 68),  # contract elements, if out of place
+        "<urn1:name/>" * (10_000 - 67),
         "too many elements (the limit is 10000)",
     ),
     "depth": (_nested(28), _nested(29), "elements nested too deeply (the limit is 32)"),
@@ -285,7 +285,12 @@ _LIMITS = {
     "unknown elements": (
         '<x:w xmlns:x="urn:x">' + "<x:e/>" * 999 + "</x:w>",
         '<x:w xmlns:x="urn:x">' + "<x:e/>" * 1000 + "</x:w>",
-        "too many elements the contract does not define (the limit is 1000)",
+        "too many elements in extensions or not in the contract (the limit is 1000)",
+    ),
+    "elements inside extensions": (
+        f'<x:w xmlns:x="urn:x" xmlns:c="{CORE_NS}">' + "<c:name/>" * 999 + "</x:w>",
+        f'<x:w xmlns:x="urn:x" xmlns:c="{CORE_NS}">' + "<c:name/>" * 1000 + "</x:w>",
+        "too many elements in extensions or not in the contract (the limit is 1000)",
     ),
 }
 

@@ -53,7 +53,8 @@ class XmlLimits:
     name_chars: int
     #: Characters in a namespace name (URI).
     namespace_chars: int
-    #: Elements whose qualified name is not in ``known`` (extensions, or mistakes).
+    #: Elements whose qualified name is not in ``known`` (extensions, or mistakes), and every
+    #: element inside one (a schema validates those laxly: each can be an error of its own).
     unknown_elements: int
     #: Qualified names (``{namespace}local``) the document's vocabulary defines.
     known: frozenset[str] = field(default_factory=frozenset)
@@ -129,57 +130,82 @@ def _parse_bounded(data: bytes, limits: XmlLimits, remove_blank_text: bool) -> e
 
     One pass, in the order the parser meets things: a namespace declaration is counted before
     the element that carries it is looked at, so no tag with an oversized namespace is ever built.
-    The counts cost a few operations per element; each element's attribute names are one list.
+    The counts cost a few operations per element (this runs on every call): the limits are read
+    into locals, and an element that passes every check takes one comparison of each kind.
     """
     parser = etree.XMLPullParser(
         events=("start", "end", "start-ns"), **_parser_options(remove_blank_text)
     )
     known = limits.known
+    max_elements, max_depth, max_attributes = limits.elements, limits.depth, limits.attributes
+    max_declared_here, max_declared = limits.namespaces_per_element, limits.namespaces
     elements = depth = unknown = declared = declared_here = attributes = 0
+    extension_at = 0  # the depth of the unknown element we are inside, 0 when in none
     for offset in range(0, len(data), _PIECE_BYTES):
         parser.feed(data[offset : offset + _PIECE_BYTES])
         for event, item in parser.read_events():
-            if event == "end":
-                depth -= 1
-            elif event == "start":
+            if event == "start":
                 elements += 1
                 depth += 1
                 declared_here = 0
-                if elements > limits.elements:
-                    raise _too_complex("too many elements", limits.elements)
-                if depth > limits.depth:
-                    raise _too_complex("elements nested too deeply", limits.depth)
+                if elements > max_elements or depth > max_depth:
+                    _refuse_element(limits, elements, depth)
                 tag = item.tag
-                if tag not in known:
+                if extension_at or tag not in known:
                     unknown += 1
-                    if unknown > limits.unknown_elements:
-                        raise _too_complex(
-                            "too many elements the contract does not define",
-                            limits.unknown_elements,
-                        )
-                    if len(tag) - tag.find("}") - 1 > limits.name_chars:
-                        raise _too_complex("an element name that is too long", limits.name_chars)
-                here = len(item.keys())
-                if here:
-                    if here > limits.attributes:
-                        raise _too_complex("too many attributes on one element", limits.attributes)
-                    attributes += here
-                    if attributes > limits.attributes_total:
-                        raise _too_complex("too many attributes", limits.attributes_total)
+                    _check_unknown(limits, tag, unknown, known)
+                    if not extension_at:
+                        extension_at = depth
+                names = item.keys()
+                if names:
+                    attributes += len(names)
+                    if len(names) > max_attributes or attributes > limits.attributes_total:
+                        _refuse_attributes(limits, len(names))
+            elif event == "end":
+                if depth == extension_at:
+                    extension_at = 0
+                depth -= 1
             else:  # start-ns: (prefix, namespace) of a declaration on the element that follows
-                prefix, namespace = item
                 declared += 1
                 declared_here += 1
-                if declared_here > limits.namespaces_per_element:
-                    raise _too_complex(
-                        "too many namespace declarations on one element",
-                        limits.namespaces_per_element,
-                    )
-                if declared > limits.namespaces:
-                    raise _too_complex("too many namespace declarations", limits.namespaces)
-                if len(prefix) > limits.name_chars:
-                    raise _too_complex("a namespace prefix that is too long", limits.name_chars)
-                if len(namespace) > limits.namespace_chars:
-                    raise _too_complex("a namespace name that is too long", limits.namespace_chars)
+                if declared_here > max_declared_here or declared > max_declared:
+                    _refuse_declarations(limits, declared_here)
+                _check_declaration(limits, *item)
     root: etree._Element = parser.close()
     return root
+
+
+def _refuse_element(limits: XmlLimits, elements: int, depth: int) -> None:
+    if elements > limits.elements:
+        raise _too_complex("too many elements", limits.elements)
+    raise _too_complex("elements nested too deeply", limits.depth)
+
+
+def _check_unknown(limits: XmlLimits, tag: str, unknown: int, known: frozenset[str]) -> None:
+    if unknown > limits.unknown_elements:
+        raise _too_complex(
+            "too many elements in extensions or not in the contract", limits.unknown_elements
+        )
+    if tag not in known and len(tag) - tag.find("}") - 1 > limits.name_chars:
+        raise _too_complex("an element name that is too long", limits.name_chars)
+
+
+def _refuse_attributes(limits: XmlLimits, here: int) -> None:
+    if here > limits.attributes:
+        raise _too_complex("too many attributes on one element", limits.attributes)
+    raise _too_complex("too many attributes", limits.attributes_total)
+
+
+def _refuse_declarations(limits: XmlLimits, here: int) -> None:
+    if here > limits.namespaces_per_element:
+        raise _too_complex(
+            "too many namespace declarations on one element", limits.namespaces_per_element
+        )
+    raise _too_complex("too many namespace declarations", limits.namespaces)
+
+
+def _check_declaration(limits: XmlLimits, prefix: str, namespace: str) -> None:
+    if len(prefix) > limits.name_chars:
+        raise _too_complex("a namespace prefix that is too long", limits.name_chars)
+    if len(namespace) > limits.namespace_chars:
+        raise _too_complex("a namespace name that is too long", limits.namespace_chars)
