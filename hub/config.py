@@ -22,6 +22,10 @@ WEB_THREADS = 8
 # The platform abandons a producer call after 29 s; gunicorn abandons a request a second before.
 WEB_REQUEST_TIMEOUT_SECONDS = 28
 WEB_KEEPALIVE_SECONDS = 30
+# A request's headers and body must be in within this many seconds of its first byte, or the
+# client is answered 408 (headers) or a fault (body) and cut off (hub/web/gthread.py). The
+# platform sends a whole request at once; a client that trickles holds a thread no longer.
+WEB_READ_TIMEOUT_SECONDS = 10
 
 
 class ConfigError(ValueError):
