@@ -262,6 +262,13 @@ review_records = Table(
         postgresql_where=text("flagged"),
     ),
     Index("ix_review_records_intake", "intake_id", "line"),
+    # What a record superseded (its history): only superseded records are in it.
+    Index(
+        "ix_review_records_superseded_by",
+        "superseded_by",
+        sqlite_where=text("superseded_by IS NOT NULL"),
+        postgresql_where=text("superseded_by IS NOT NULL"),
+    ),
     Index("ix_review_records_pnr_hash", "pnr_hash"),
     Index("ix_review_records_content_key", "content_key"),
     Index("ix_review_records_receipt", "state", "receipt_at"),

@@ -336,6 +336,14 @@ def upgrade() -> None:
         sqlite_where=sa.text("flagged = 1"),
         postgresql_where=sa.text("flagged"),
     )
+    op.create_index(
+        "ix_review_records_superseded_by",
+        "review_records",
+        ["superseded_by"],
+        schema="region",
+        sqlite_where=sa.text("superseded_by IS NOT NULL"),
+        postgresql_where=sa.text("superseded_by IS NOT NULL"),
+    )
     for name, columns in (
         ("ix_review_records_queue", ["state", "created_at", "id"]),
         ("ix_review_records_queue_to", ["state", "to_lan", "created_at", "id"]),
