@@ -8,6 +8,7 @@ runs on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
@@ -16,11 +17,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from hub.clock import swedish_today, utcnow
+from hub.clock import as_utc, swedish_today, utcnow
 from hub.context import Hub
 from hub.contract.samples import Scenario, sample_information
 from hub.db.region_tables import access_log, decisions, outbox, review_records
+from hub.drops.state import Backoff
 from hub.intake.service import take_in
+from hub.outbound.receipts import write_receipts
 from hub.outbound.sender import drain
 from hub.review.decide import Decided, DecisionRefused, decide, decide_bulk, same_person
 from hub.review.queue import QueueError, QueueFilter, list_queue
@@ -638,3 +641,64 @@ def test_a_region_whose_agreement_ended_decides_nothing(
     with pytest.raises(DecisionRefused, match="agreement"):
         approve(hub, record)
     assert row(hub, record.id).state == "pending"
+
+
+# --- withheld receipts ---------------------------------------------------------------------------
+
+
+def test_a_refused_record_gets_a_withheld_receipt_and_is_never_sent(
+    hub: Hub,
+    take: Callable[..., Any],
+    make_pnr: Callable[[], str],
+    platform: tuple[FakePlatform, LiveServer],
+) -> None:
+    fake, server = platform
+    pnr = make_pnr()
+    refused = take(pnr=pnr, reference="x.csv:9", flags=Flags(objection=True))
+    sent = take(reference="x.csv:10")
+    refusal = decide(
+        scope_for(hub, ANNA, A, Permission.DECIDE),
+        refused.id,
+        "refuse",
+        content_sha256=refused.content_sha256,
+        reason="hon motsätter sig",
+    )
+    approval = approve(hub, sent)
+    # The worker's receipts job (drain ends with it) writes both kinds.
+    drain(hub, settings_for(server.url), timeout=20)
+    assert len(fake.seen) == 1
+    folder = hub.settings.data_dir.parent / "drops" / A / "receipts"
+    files = {p.name: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    [(name, withheld)] = [(n, d) for n, d in files.items() if d["state"] == "withheld"]
+    assert name.endswith(f"_{refused.id}_withheld.json")
+    assert withheld == {
+        "receipt_version": 2,
+        "record_id": refused.id,
+        "outbox_id": None,
+        "decision_id": refusal.decision_id,
+        "reference": "x.csv:9",
+        "correlation_id": None,
+        "from_lan": A,
+        "to_lan": B,
+        "kind": "sample",
+        "subject": f"{pnr[:8]}-****",
+        "state": "withheld",
+        "result_code": None,
+        "result_text": None,
+        "fault_code": None,
+        "last_error": None,
+        "attempts": 0,
+        "decided_by": ANNA.hsa_id,
+        "decided_at": withheld["final_at"],
+        "queued_at": as_utc(refused.created_at).isoformat(),
+        "final_at": withheld["decided_at"],
+    }
+    # No reason in the receipt: a reviewer's words may name things the drop must not hold.
+    assert "motsätter" not in json.dumps(files, ensure_ascii=False)
+    [delivered] = [d for d in files.values() if d["state"] == "delivered"]
+    assert (delivered["record_id"], delivered["outbox_id"]) == (sent.id, approval.outbox_id)
+    opened = open_record(alice(hub, Permission.READ_CONTENT), refused.id)
+    assert opened.receipt_name == name and opened.receipt_at is not None
+    # Written once: a second run owes nothing.
+    assert write_receipts(hub, Backoff()) == 0
+    assert len(list(folder.glob("*.json"))) == 2
