@@ -702,3 +702,33 @@ def test_a_refused_record_gets_a_withheld_receipt_and_is_never_sent(
     # Written once: a second run owes nothing.
     assert write_receipts(hub, Backoff()) == 0
     assert len(list(folder.glob("*.json"))) == 2
+
+
+def test_cli_region_add_sets_the_second_reviewer_policy(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hub.cli import main
+    from hub.tenancy.registry import get_region
+
+    for key, value in {
+        "AGENTHUB_ENV": "test",
+        "AGENTHUB_DATA_DIR": str(hub.settings.data_dir),
+        "AGENTHUB_DATABASE_URL": hub.settings.database_url,
+    }.items():
+        monkeypatch.setenv(key, value)
+    common = ["--agreement-signed", "2026-01-01", "--platform-confirmed", "2026-01-02"]
+    assert main(["region", "add", "--lan", A, "--hsa-id", "SE2321000131", "--name", "VGR"]) == 0
+    assert "second reviewer" not in capsys.readouterr().out
+    args = ["region", "add", "--lan", B, "--hsa-id", "SE2321000016", "--name", "Sthlm", *common]
+    assert main([*args, "--second-reviewer-for-flagged"]) == 0
+    assert "flagged records need a second reviewer" in capsys.readouterr().out
+    with hub.db.hub.connect() as connection:
+        policies = {lan: get_region(connection, lan) for lan in (A, B)}
+    assert {lan: r.second_review_flagged for lan, r in policies.items() if r} == {
+        A: False,
+        B: True,
+    }
+    assert main(["region", "list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert "2 if flagged" in next(line for line in listing if line.startswith(B))
+    assert "2 if flagged" not in next(line for line in listing if line.startswith(A))
