@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Literal, get_args
 
-from sqlalchemy import ColumnElement, Select, or_, select, union_all
+from sqlalchemy import ColumnElement, Select, false, or_, select, true, union_all
 
 from hub.audit import Action, record_access
 from hub.clock import STOCKHOLM, as_utc
@@ -68,6 +68,11 @@ _LISTED = (
     review_records.c.decided_at,
     review_records.c.outbox_id,
 )
+
+
+#: The partial index's own condition, as a literal (``flagged = 1`` on SQLite, which matches a
+#: partial index only with the value in the statement, not as a parameter).
+_FLAGGED = review_records.c.flagged == true()
 
 
 class QueueError(ValueError):
@@ -158,7 +163,9 @@ class QueuePage:
     next_after: str | None
 
 
-def _cursor(created_at: datetime, record_id: str) -> str:
+def queue_position(created_at: datetime, record_id: str) -> str:
+    """The position just after the record created at ``created_at`` with id ``record_id``: what
+    ``list_queue`` takes as ``after`` (an opaque string to its callers)."""
     raw = f"{as_utc(created_at).isoformat()}|{record_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -224,12 +231,13 @@ def _conditions(scope: RegionScope, query: QueueFilter) -> list[ColumnElement[bo
             raise QueueError(f"flag must be one of {', '.join(FLAGS)}")
         if query.flagged is False:
             raise QueueError("a flag and flagged=False exclude each other")
-        # Through the flagged index: a flag implies flagged. Written ``= true``, which both
-        # databases match with the partial index's own condition.
-        conditions.append(review_records.c.flagged == True)  # noqa: E712
-        conditions.append(review_records.c[query.flag] == True)  # noqa: E712
-    elif query.flagged is not None:
-        conditions.append(review_records.c.flagged == query.flagged)
+        # Through the flagged index: a flag implies flagged.
+        conditions.append(_FLAGGED)
+        conditions.append(review_records.c[query.flag] == true())
+    elif query.flagged:
+        conditions.append(_FLAGGED)
+    elif query.flagged is False:
+        conditions.append(review_records.c.flagged == false())
     if query.received_from is not None:
         conditions.append(review_records.c.created_at >= _instant(query.received_from))
     if query.received_before is not None:
@@ -328,5 +336,5 @@ def list_queue(
         )
         for row in rows
     ]
-    next_after = _cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+    next_after = queue_position(rows[-1].created_at, rows[-1].id) if more and rows else None
     return QueuePage(items, next_after)

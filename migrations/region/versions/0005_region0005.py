@@ -331,7 +331,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_review_records_queue_flagged",
         "review_records",
-        ["state", "created_at", "id"],
+        ["flagged", "state", "created_at", "id"],
         schema="region",
         sqlite_where=sa.text("flagged = 1"),
         postgresql_where=sa.text("flagged"),
