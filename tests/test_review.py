@@ -620,7 +620,7 @@ def test_two_reviewers_deciding_one_record_at_once_one_decision_stands(
         won = [o for o in outcomes if isinstance(o, Decided)]
         lost = [o for o in outcomes if isinstance(o, DecisionRefused)]
         assert len(won) == 1 and len(lost) == 1, outcomes
-        assert "someone else" in str(lost[0]) or "not waiting" in str(lost[0])
+        assert "meanwhile" in str(lost[0]) or "not waiting" in str(lost[0])
         with hub.db.region(A).connect() as connection:
             made = connection.execute(
                 select(decisions.c.outcome).where(decisions.c.record_id == record.id)

@@ -277,7 +277,7 @@ def _raced(scope: RegionScope, ids: Sequence[str], work: Callable[[], T]) -> T:
         taken = [i for i in ids if i in states and states[i].state not in UNDECIDED]
         if taken:
             raise DecisionRefused(
-                f"record {taken[0]} was decided by someone else meanwhile; nothing was decided"
+                f"record {taken[0]} was decided or superseded meanwhile; nothing was decided"
             ) from None
         raise
 
