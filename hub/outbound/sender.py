@@ -42,7 +42,7 @@ from hub.clock import swedish_today, utcnow
 from hub.context import Hub
 from hub.drops.state import Backoff
 from hub.outbound.client import CallResult, NtjpClient
-from hub.outbound.enqueue import envelope_payload
+from hub.outbound.enqueue import matches_its_approval
 from hub.outbound.queue import (
     Attempt,
     Claimed,
@@ -56,7 +56,6 @@ from hub.outbound.queue import (
 from hub.outbound.receipts import write_receipts
 from hub.outbound.settings import ConsumerSettings, DestinationPolicy, load_consumer_settings
 from hub.outbound.states import DELIVERED, FAILED, QUEUED, REFUSED
-from hub.review.content import content_sha256
 from hub.tenancy.access import region_cipher
 from hub.tenancy.keys import RegionCipher
 from hub.tenancy.registry import list_regions
@@ -75,14 +74,6 @@ CLAIM_BUDGET_S = 0.05
 CLAIM_HORIZON_S = 5.0
 #: Threads making HTTP calls (shared by all destinations; each keeps its own connections).
 CALL_THREADS = 32
-
-
-def matches_its_approval(envelope: bytes, decision_sha256: str | None) -> bool:
-    """Whether ``envelope`` carries exactly the content whose hash its approval names."""
-    if decision_sha256 is None:
-        return False
-    payload = envelope_payload(envelope)
-    return payload is not None and content_sha256(payload) == decision_sha256
 
 
 class RateLimiter:
@@ -376,7 +367,7 @@ class Dispatcher:
         started = utcnow()
         try:
             envelope = self._cipher(item.lan).open(item.request_enc, "outbox-request")
-            if not matches_its_approval(envelope, item.decision_sha256):
+            if not matches_its_approval(envelope, item.decision_sha256, item.to_lan):
                 # Never call with content no decision covers; a person must look at this.
                 result = CallResult(
                     "config", "NOT-APPROVED", "the request is not the content it was approved on"
