@@ -20,6 +20,7 @@ from hub.users.accounts import (
     User,
     add_user,
     change_roles,
+    check_new_user,
     enrol_totp,
     list_users,
     parse_roles,
@@ -96,6 +97,15 @@ def add(
     held = _pairs(roles, lans)
     if no_password and password_file is not None:
         raise Refused("give --password-file or --no-password, not both")
+    # Everything that can be wrong is said before the password is asked for.
+    check_new_user(
+        login=login,
+        name=name,
+        hsa_id=hsa_id,
+        roles=held,
+        operator=operator,
+        with_password=not no_password,
+    )
     password = None if no_password else _read_password(password_file)
     enrolment = add_user(
         state.hub,

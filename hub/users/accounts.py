@@ -198,6 +198,44 @@ def _enrol(hub: Hub, login: str) -> tuple[Enrolment, bytes]:
     return enrolment, totp.seal_secret(hub.keys, login, secret)
 
 
+def check_new_user(
+    *,
+    login: str,
+    name: str,
+    hsa_id: str | None,
+    roles: Mapping[str, Iterable[Role]] | None,
+    operator: bool,
+    with_password: bool,
+) -> tuple[str, str, dict[str, set[Role]]]:
+    """Check an account's definition before anything is asked or stored (the command line asks
+    for the password only after this); returns the login, name and roles as they will be kept.
+
+    Whether the regions exist and the login is free is checked when the account is stored.
+    """
+    login = login.strip()
+    name = " ".join(name.split())
+    held = {lan: set(given) for lan, given in (roles or {}).items() if given}
+    if not LOGIN_RE.fullmatch(login):
+        raise UserError(
+            "a login is 1-64 lower-case letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
+        )
+    if not name or len(name) > 200:
+        raise UserError("a name is 1-200 characters")
+    if hsa_id is not None and not is_hsa_id(hsa_id):
+        raise UserError(f"{hsa_id!r} is not an HSA-id (SE + ten digits, optionally -suffix)")
+    if operator and held:
+        raise UserError(
+            "the operator holds no region roles (metadata only, every region): a person who "
+            "also works for a region gets a second account"
+        )
+    if not operator and not held:
+        raise UserError("give a user at least one --role in a region, or --operator")
+    if not with_password and hsa_id is None:
+        raise UserError("a user without a password signs in with SITHS and needs an --hsa-id")
+    return login, name, held
+
+
 def add_user(
     hub: Hub,
     actor: Actor,
@@ -214,32 +252,19 @@ def add_user(
     Raises :class:`UserError` (or :class:`~hub.users.passwords.WeakPassword`) when the account
     cannot be made as asked.
     """
-    login = login.strip()
-    name = " ".join(name.split())
-    roles = {lan: set(held) for lan, held in (roles or {}).items() if held}
-    if not LOGIN_RE.fullmatch(login):
-        raise UserError(
-            "a login is 1-64 lower-case letters, digits, '.', '_' or '-', starting with a "
-            "letter or digit"
-        )
-    if not name or len(name) > 200:
-        raise UserError("a name is 1-200 characters")
-    if hsa_id is not None and not is_hsa_id(hsa_id):
-        raise UserError(f"{hsa_id!r} is not an HSA-id (SE + ten digits, optionally -suffix)")
-    if operator and roles:
-        raise UserError(
-            "the operator holds no region roles (metadata only, every region): a person who "
-            "also works for a region gets a second account"
-        )
-    if not operator and not roles:
-        raise UserError("give a user at least one --role in a region, or --operator")
-    if password is None and hsa_id is None:
-        raise UserError("a user without a password signs in with SITHS and needs an --hsa-id")
+    login, name, held = check_new_user(
+        login=login,
+        name=name,
+        hsa_id=hsa_id,
+        roles=roles,
+        operator=operator,
+        with_password=password is not None,
+    )
     password_hash = passwords.hash_password(password) if password is not None else None
     enrolment, sealed = _enrol(hub, login) if password is not None else (None, None)
     now = utcnow()
     with hub.db.hub.begin() as connection:
-        _check_regions(connection, roles)
+        _check_regions(connection, held)
         if get_user(connection, login=login) is not None:
             raise UserError(f"user {login!r} already exists")
         if hsa_id is not None and get_user(connection, hsa_id=hsa_id) is not None:
@@ -258,15 +283,15 @@ def add_user(
             )
             .returning(users.c.id)
         ).scalar_one()
-        _grant(connection, user_id, roles)
-        held = get_user(connection, user_id=user_id)
-        assert held is not None
+        _grant(connection, user_id, held)
+        added = get_user(connection, user_id=user_id)
+        assert added is not None
         record_operator(
             connection,
             actor,
             Action.USER_ADDED,
             None,
-            f"user {login} (id {user_id}): {held.role_text}; "
+            f"user {login} (id {user_id}): {added.role_text}; "
             f"password={'yes' if password_hash else 'no'} siths={'yes' if hsa_id else 'no'}",
         )
     log.info("user %s (id %d) added by %s", login, user_id, actor.label)
