@@ -155,6 +155,17 @@ def test_the_code_step_expires_five_minutes_after_the_password(
     assert not _signed_in(client)
 
 
+def test_an_empty_form_names_each_missing_field_beside_it(
+    client: Any, web_users: dict[str, Login]
+) -> None:
+    page = client.get("/logga-in")
+    answer = client.post("/logga-in", data={"csrf_token": form_token(page.text)})
+    assert answer.status_code == 200
+    assert 'aria-describedby="login-error"' in answer.text and 'aria-invalid="true"' in answer.text
+    assert 'id="login-error"' in answer.text and "Ange ditt användarnamn." in answer.text
+    assert '<a href="#password">Ange ditt lösenord.</a>' in answer.text  # the summary's link
+
+
 def test_a_wrong_password_is_refused_without_saying_why(
     client: Any, hub: Hub, web_users: dict[str, Login]
 ) -> None:

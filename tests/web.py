@@ -291,11 +291,11 @@ def signed_in(page: Any, base_url: str, hub: Hub, persona: Login) -> Any:
     """Sign ``persona`` in through the browser as a person would; returns the page (on Start)."""
     forget_spent_codes(hub, persona.login)
     page.goto(f"{base_url}/logga-in")
-    page.get_by_label("Användarnamn").fill(persona.login)
-    page.get_by_label("Lösenord").fill(persona.password)
+    page.get_by_label("Användarnamn", exact=True).fill(persona.login)
+    page.get_by_label("Lösenord", exact=True).fill(persona.password)
     page.get_by_role("button", name="Fortsätt").click()
     page.wait_for_url("**/logga-in/kod")
-    page.get_by_label("Engångskod").fill(persona.code())
+    page.get_by_label("Engångskod", exact=True).fill(persona.code())
     page.get_by_role("button", name="Logga in", exact=True).click()
     page.wait_for_url(f"{base_url}/")
     return page
