@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
 from flask import Flask, Response, render_template
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
@@ -18,17 +17,10 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
 from hub.tenancy.access import Forbidden, NotFound
+from hub.web.problems import problem
 from hub.web.users import is_api_request
 
 log = logging.getLogger(__name__)
-
-
-def problem(status: int, title: str, detail: str | None = None) -> Response:
-    """An RFC 9457 problem details answer."""
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    return Response(orjson.dumps(body), status=status, mimetype="application/problem+json")
 
 
 def _texts(status: int) -> tuple[str, str]:

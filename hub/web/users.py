@@ -22,6 +22,7 @@ from hub.context import Hub
 from hub.tenancy.access import Actor, Permission, RegionScope, region_scope
 from hub.users.signin import load_actor
 from hub.users.tokens import actor_for_token
+from hub.web.problems import problem
 
 API_PREFIX = "/api/"
 
@@ -92,8 +93,6 @@ def load_bearer_user(req: Request) -> WebUser | None:
 def unauthorized() -> Any:
     """Not signed in: the API answers 401; a page sends the browser to sign in, then back."""
     if is_api_request():
-        from hub.web.errors import problem
-
         response = problem(401, "Unauthorized", "a valid bearer token is required")
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
