@@ -297,9 +297,16 @@ def test_sign_in_gives_the_session_a_new_id_so_a_planted_one_is_worthless(
     client.get("/logga-in")
     planted = _sid(client)
     assert planted is not None
+    # Half-way (the password accepted) the session already has a new id.
+    _password_step(client, "alice", ALICE.password)
+    halfway = _sid(client)
+    assert halfway not in (None, planted)
+    holder = app.test_client()
+    holder.set_cookie(COOKIE, planted)
+    assert holder.get("/logga-in/kod").headers["Location"] == "/logga-in"
     sign_in(client, hub, ALICE)
     after = _sid(client)
-    assert after is not None and after != planted
+    assert after is not None and after not in (planted, halfway)
     # The attacker who planted (or read) the id before sign-in holds nothing.
     attacker = app.test_client()
     attacker.set_cookie(COOKIE, planted)

@@ -41,13 +41,21 @@ def safe_next(value: str | None) -> str | None:
     return value if not parts.scheme and not parts.netloc else None
 
 
-def _signed_in(actor: Actor, next_url: str | None) -> Any:
-    """Sign ``actor`` in on a session with a new id and a new CSRF token."""
+def _fresh_session() -> None:
+    """Go on in a session with a new id and a new CSRF token, keeping only the language.
+
+    At each step of signing in: an id planted in the browser before (session fixation) is then
+    worth nothing, not even half-way (the password accepted, the code still to come).
+    """
     locale = session.get("locale")
-    # The pending step, the old CSRF token and flashes go; a cleared session gets a new id.
-    session.clear()
+    session.clear()  # a cleared session gets a new id (hub.web.sessions.HubSession.clear)
     if locale:
         session["locale"] = locale
+
+
+def _signed_in(actor: Actor, next_url: str | None) -> Any:
+    """Sign ``actor`` in on a session with a new id and a new CSRF token."""
+    _fresh_session()
     session["auth_method"] = actor.auth_method
     login_user(WebUser(actor))
     return redirect(next_url or url_for("home.index"))
@@ -92,6 +100,7 @@ def sign_in() -> Any:
         login = (form.login.data or "").strip().lower()
         user_id = check_password(current_hub(), login, form.password.data or "")
         if user_id is not None:
+            _fresh_session()
             session["pending"] = {
                 "user_id": user_id,
                 "at": utcnow().isoformat(),
