@@ -53,6 +53,16 @@ class Action(enum.StrEnum):
     REGION_UPDATED = "region.updated"
     REGION_ENDED = "region.ended"
     ALERT_ACKNOWLEDGED = "alert.acknowledged"
+    # The operator audit: the people who sign in, and their API tokens.
+    USER_ADDED = "user.added"
+    USER_DISABLED = "user.disabled"
+    USER_ENABLED = "user.enabled"
+    USER_ROLES_CHANGED = "user.roles_changed"
+    USER_UNLOCKED = "user.unlocked"
+    USER_PASSWORD_SET = "user.password_set"  # noqa: S105 (an action name)
+    USER_TOTP_ENROLLED = "user.totp_enrolled"
+    TOKEN_CREATED = "token.created"  # noqa: S105 (an action name)
+    TOKEN_REVOKED = "token.revoked"  # noqa: S105 (an action name)
 
 
 @dataclass(frozen=True)

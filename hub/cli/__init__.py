@@ -12,7 +12,20 @@ from collections.abc import Sequence
 
 import click
 
-from hub.cli import alerts, db, demo, drops, messages, outbox, region, serve, sim, worker
+from hub.cli import (
+    alerts,
+    db,
+    demo,
+    drops,
+    messages,
+    outbox,
+    region,
+    serve,
+    sim,
+    token,
+    user,
+    worker,
+)
 from hub.cli.common import Refused
 from hub.config import ConfigError
 from hub.tenancy.access import AccessError
@@ -36,7 +49,7 @@ def cli() -> None:
     """The agent hub: NTjP producer and consumer of ProcessCervixScreeningInformation."""
 
 
-for module in (serve, db, region, messages, outbox, alerts, worker, drops, sim, demo):
+for module in (serve, db, region, user, token, messages, outbox, alerts, worker, drops, sim, demo):
     for command in module.COMMANDS:
         cli.add_command(command)
 

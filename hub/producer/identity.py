@@ -83,9 +83,27 @@ def hsa_id_from_pem(pem: str) -> str | None:
     return value if isinstance(value, str) else value.decode()
 
 
+def from_trusted_proxy(settings: Settings, remote_addr: str | None) -> bool:
+    """Whether a request comes from the TLS ingress (``AGENTHUB_TRUSTED_PROXIES``)."""
+    return remote_addr is not None and _in_networks(remote_addr, settings.trusted_proxies)
+
+
+def forwarded_hsa_id(
+    settings: Settings, remote_addr: str | None, cert_header_value: str | None
+) -> str | None:
+    """The HSA-id of the client certificate the ingress verified and forwarded, or None.
+
+    The header is believed only from a trusted proxy: from anywhere else it is anyone's text.
+    Used by the web workspace's SITHS sign-in (a person's card: the HSA-id is theirs).
+    """
+    if not cert_header_value or not from_trusted_proxy(settings, remote_addr):
+        return None
+    return hsa_id_from_pem(cert_header_value)
+
+
 def identify(settings: Settings, remote_addr: str, cert_header_value: str | None) -> Caller:
     """Identify the caller of one request, applying the allow-list of consumer HSA-ids."""
-    from_ingress = _in_networks(remote_addr, settings.trusted_proxies)
+    from_ingress = from_trusted_proxy(settings, remote_addr)
     if cert_header_value and from_ingress:
         if one_certificate(cert_header_value) is None:
             return Caller(None, "the client certificate header must hold exactly one certificate")
