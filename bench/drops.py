@@ -6,7 +6,7 @@
 
 What is measured, in one run on this machine:
 
-* **hub → folder**: :func:`hub.jobs.delivery.deliver_region` — the worker's own code path: claim
+* **hub → folder**: :func:`hub.delivery.run.deliver_region` — the worker's own code path: claim
   batches in the database, decrypt, cut the element out of the envelope, render the XML file
   and its JSON sidecar, write both atomically and durably (temporary name, fsync, link, directory
   fsync), mark the batch delivered with one access-log line per message.

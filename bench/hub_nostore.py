@@ -1,9 +1,9 @@
 """The hub with its store taken out, for ``bench/inbound.py --without-store`` only.
 
 Every step of a call runs as in the hub: the endpoint, the caller's identity, the safe parse,
-Spyne, the XSD, the §3 rules, routing, the canonical form, and the row with its seals and keyed
-hashes. Only the group commit is replaced: the row is dropped and the call is answered as if it
-had been stored. The gap between this app and the baseline is the contract work; the gap
+Spyne, the XSD, the contract rules, routing, the canonical form, and the row with its seals and
+keyed hashes. Only the group commit is replaced: the row is dropped and the call is answered as
+if it had been stored. The gap between this app and the baseline is the contract work; the gap
 between it and the hub is the storing.
 """
 

@@ -11,10 +11,12 @@ import os
 
 from hub.config import (
     WEB_KEEPALIVE_SECONDS,
+    WEB_READ_TIMEOUT_SECONDS,
     WEB_REQUEST_TIMEOUT_SECONDS,
     WEB_THREADS,
     WEB_WORKERS,
 )
+from hub.web.gthread import worker_hook
 
 bind = os.environ.get("AGENTHUB_BIND", "127.0.0.1:8080")
 worker_class = "gthread"
@@ -25,6 +27,9 @@ timeout = WEB_REQUEST_TIMEOUT_SECONDS
 keepalive = WEB_KEEPALIVE_SECONDS
 # On SIGTERM, calls in flight get as long to finish as a call may take at all.
 graceful_timeout = WEB_REQUEST_TIMEOUT_SECONDS + 2
+# `timeout` is only a heartbeat: each worker also reads every request (headers and body) within
+# WEB_READ_TIMEOUT_SECONDS of its first byte, and masks personnummer in gunicorn's own log.
+post_worker_init = worker_hook(WEB_READ_TIMEOUT_SECONDS)
 # Each worker opens its own database pools after the fork.
 preload_app = False
 # No access log here: nginx keeps one per door, and the app logs what it did.

@@ -22,6 +22,10 @@ WEB_THREADS = 8
 # The platform abandons a producer call after 29 s; gunicorn abandons a request a second before.
 WEB_REQUEST_TIMEOUT_SECONDS = 28
 WEB_KEEPALIVE_SECONDS = 30
+# A request's headers and body must be in within this many seconds of its first byte, or the
+# client is answered 408 (headers) or a fault (body) and cut off (hub/web/gthread.py). The
+# platform sends a whole request at once; a client that trickles holds a thread no longer.
+WEB_READ_TIMEOUT_SECONDS = 10
 
 
 class ConfigError(ValueError):
@@ -93,6 +97,14 @@ class Settings:
     # "text" for a terminal, "json" (one object per line) for the journal (deploy/).
     log_format: str = "text"
     code_lists_path: Path | None = None
+    # The web workspace's sign-in (docs/web.md): a session ends after this long without a
+    # request, and in any case this long after sign-in.
+    session_idle_minutes: int = 30
+    session_lifetime_hours: int = 12
+    # This many failed sign-ins in a row (a wrong password or code) lock the account for
+    # login_lockout_minutes.
+    login_max_failures: int = 5
+    login_lockout_minutes: int = 15
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -150,4 +162,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ).upper(),
         log_format=env_choice(env, "AGENTHUB_LOG_FORMAT", "text", ("text", "json")),
         code_lists_path=Path(code_lists) if code_lists else None,
+        session_idle_minutes=env_int(env, "AGENTHUB_SESSION_IDLE_MINUTES", 30, minimum=1),
+        session_lifetime_hours=env_int(env, "AGENTHUB_SESSION_LIFETIME_HOURS", 12, minimum=1),
+        login_max_failures=env_int(env, "AGENTHUB_LOGIN_MAX_FAILURES", 5, minimum=1),
+        login_lockout_minutes=env_int(env, "AGENTHUB_LOGIN_LOCKOUT_MINUTES", 15, minimum=1),
     )

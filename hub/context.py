@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import tomllib
 from dataclasses import dataclass, field
 
-from hub.config import Settings, load_settings
+from hub.config import ConfigError, Settings, load_settings
 from hub.contract.codes import DEFAULT_CODE_LISTS, CodeLists, load_code_lists
 from hub.db import Database
 from hub.db.engines import make_private_dir
@@ -41,11 +42,16 @@ def build_hub(settings: Settings | None = None) -> Hub:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
     make_private_dir(settings.data_dir)  # 0700 where the hub makes it: its files are its own
-    codes = (
-        load_code_lists(settings.code_lists_path)
-        if settings.code_lists_path
-        else DEFAULT_CODE_LISTS
-    )
+    codes = DEFAULT_CODE_LISTS
+    if settings.code_lists_path:
+        try:
+            codes = load_code_lists(settings.code_lists_path)
+        except OSError as exc:
+            raise ConfigError(
+                f"AGENTHUB_CODE_LISTS: cannot read {settings.code_lists_path}: {exc.strerror}"
+            ) from None
+        except (ValueError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"AGENTHUB_CODE_LISTS: {exc}") from None
     hub = Hub(
         settings=settings,
         db=Database(settings),

@@ -8,13 +8,32 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from datetime import UTC, datetime
+from typing import Final
 
 import orjson
 
 from hub.contract.personnummer import mask_text
 
 LOG_FORMATS = ("text", "json")
+
+# What an identifier a caller sends (a correlation id: a UUID, as the platform writes it) may look
+# like to be written to a log as it is.
+_LOGGABLE_ID_RE: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def loggable_id(value: str | None) -> str:
+    """A caller's identifier as a log may show it: as sent if plainly an id, else a fixed text.
+
+    The value is request data: anything (a personnummer, a name, line breaks that would forge
+    log lines) can be put there, and masking covers only what looks like a personnummer.
+    """
+    if value is None:
+        return "(none)"
+    if _LOGGABLE_ID_RE.fullmatch(value) and mask_text(value) == value:
+        return value
+    return "(not shown: not an id)"
 
 
 class MaskPersonnummer(logging.Filter):

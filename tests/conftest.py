@@ -41,7 +41,11 @@ from hub.tenancy.registry import MemberRegion, save_region
 from hub.web.app import create_app
 
 # The real OpenSSH server fixture (tests/sshd.py) is shared by drop and job tests.
-pytest_plugins = ["tests.sshd"] if (Path(__file__).parent / "sshd.py").exists() else []
+# The web fixtures (tests/web.py: personas' accounts, sign-in helpers, the browser, axe).
+pytest_plugins = [
+    *(["tests.sshd"] if (Path(__file__).parent / "sshd.py").exists() else []),
+    "tests.web",
+]
 
 PG_DSN = os.environ.get("AGENTHUB_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 _counter = itertools.count()

@@ -210,3 +210,16 @@ def test_the_deploy_configuration_runs_the_web_process_as_agenthub_serve_does() 
     assert (conf["workers"], conf["timeout"], conf["worker_class"]) == (4, 28, "gthread")
     assert (conf["workers"], conf["timeout"]) == (WEB_WORKERS, WEB_REQUEST_TIMEOUT_SECONDS)
     assert conf["preload_app"] is False  # each worker opens its own pools after the fork
+
+
+def test_a_refused_command_shows_the_whole_reason(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in _env(settings).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AGENTHUB_ENV", "bogus")
+    assert main(["region", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("agenthub: AGENTHUB_ENV must be one of") and err.rstrip().endswith(
+        "'bogus'"
+    )

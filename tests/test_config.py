@@ -68,3 +68,21 @@ def test_dev_master_key_is_created_once_and_private(tmp_path: Path) -> None:
     first = load_master_key(settings)
     assert load_master_key(settings) == first and len(first) == 32
     assert (tmp_path / "master.key").stat().st_mode & 0o077 == 0
+
+
+def test_a_code_list_file_that_cannot_be_read_names_the_variable(tmp_path: Path) -> None:
+    from hub.context import build_hub
+
+    settings = load_settings(
+        {
+            "AGENTHUB_ENV": "test",
+            "AGENTHUB_DATA_DIR": str(tmp_path / "data"),
+            "AGENTHUB_CODE_LISTS": str(tmp_path / "missing.toml"),
+        }
+    )
+    with pytest.raises(ConfigError, match="AGENTHUB_CODE_LISTS: cannot read"):
+        build_hub(settings)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("exclusion_reasons = [", encoding="utf-8")
+    with pytest.raises(ConfigError, match="AGENTHUB_CODE_LISTS"):
+        build_hub(settings.with_overrides(code_lists_path=broken))

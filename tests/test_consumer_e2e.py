@@ -3,7 +3,8 @@
 One hub serves two member regions, A (14) and B (01). The simulator routes both län codes to the
 hub's live server, so a record A approves for B leaves through the consumer side, crosses the
 simulator as it would cross NTjP, and is stored by the producer side in B's store. Other län codes
-route to the simulator's mock producer or to nothing, to provoke each fault of CONTRACT.md §5/§6.
+route to the simulator's mock producer or to nothing, to provoke each fault of the platform
+(docs/contract.md).
 Every test runs on SQLite and on PostgreSQL. Personnummer are synthetic (or the mock's magic ones).
 """
 
@@ -352,15 +353,21 @@ def test_receipts_are_written_to_the_sending_regions_drop(
     drain(hub, consumer, timeout=30)
 
     folder = Path(regions_ab[0].drop_url or "") / "receipts"
+    # Version 2: record_id is the id the region got at intake; the outbox id stands beside it.
     receipts = {json.loads(p.read_text())["record_id"]: p for p in folder.glob("*.json")}
-    assert set(receipts) == {ok.record_id, refused.record_id}
-    first = json.loads(receipts[ok.record_id].read_text())
+    assert set(receipts) == {ok.review_record_id, refused.review_record_id}
+    first = json.loads(receipts[ok.review_record_id].read_text())
+    assert first["receipt_version"] == 2 and first["outbox_id"] == ok.record_id
+    assert first["decision_id"] and first["decided_by"] and first["decided_at"]
     assert first["state"] == "delivered" and first["result_code"] == "OK"
     assert first["reference"] == "extract-1.csv:1" and first["to_lan"] == B
     assert first["subject"].endswith("-****")
-    second = json.loads(receipts[refused.record_id].read_text())
+    second = json.loads(receipts[refused.review_record_id].read_text())
     assert second["state"] == "refused" and second["result_text"]
-    assert receipts[refused.record_id].name.endswith(f"_{refused.record_id}_refused.json")
+    assert second["outbox_id"] == refused.record_id
+    assert receipts[refused.review_record_id].name.endswith(
+        f"_{refused.review_record_id}_refused.json"
+    )
     # B's drop got no receipts of A's records.
     assert not list((Path(regions_ab[1].drop_url or "") / "receipts").glob("*"))
 

@@ -3,6 +3,7 @@
 import dataclasses
 import datetime
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +29,14 @@ from hub.contract.parse import parse_request
 from hub.contract.regions import is_lan_code
 from hub.contract.samples import sample_information, unit_region_of
 from hub.contract.serialise import build_request_envelope
-from hub.contract.validate import Verdict, validate_request
+from hub.contract.validate import (
+    MAX_SCHEMA_PROBLEMS,
+    SCHEMA_MESSAGES,
+    Verdict,
+    validate_request,
+)
+from hub.contract.wsdl import declared_element_names
+from tests.hostile import schema_probes
 
 DATA = Path(__file__).parent / "data" / "contract"
 TODAY = datetime.date(2024, 6, 1)
@@ -427,3 +435,48 @@ def test_threads_compile_the_schema_one_at_a_time(monkeypatch: pytest.MonkeyPatc
         thread.join(30)
     assert len(compiled) == 8 and len({id(c) for c in compiled}) == 8
     assert most == 1
+
+
+# A personnummer, and other text (a name) that fits everywhere a name or a value can stand.
+_SECRETS = (
+    personnummer.generate(random.Random(7), born=datetime.date(1985, 1, 1)),
+    "KarinSvensson",
+)
+
+
+@pytest.mark.parametrize("secret", _SECRETS)
+@pytest.mark.parametrize("probe", sorted(schema_probes(PNR, _SECRETS[0])))
+def test_schema_problems_say_only_our_own_words(probe: str, secret: str) -> None:
+    # Issue 17, defect 7: libxml2 quotes values and names; a sender can make any of them a
+    # personnummer (or other text), and resultText goes back over the platform and into logs.
+    # Every schema problem must be one of our fixed texts, at a path of declared names or "*".
+    req = parse_request(schema_probes(PNR, secret)[probe])
+    verdict = validate_request(req.body_element, "14", today=TODAY, codes=DEFAULT_CODE_LISTS)
+    assert verdict.result_code == "ERROR"
+    schema = [p for p in verdict.problems if p.rule == "schema"]
+    assert schema, verdict.result_text()
+    names = {name.rpartition("}")[2] for name in declared_element_names()}
+    for problem in schema:
+        message, _, hint = problem.message.partition("; expected ")
+        assert message in SCHEMA_MESSAGES, problem
+        assert all(name in names for name in hint.split(", ") if hint), problem
+        steps = [re.sub(r"\[\d+\]$", "", step) for step in problem.path.split("/")]
+        assert all(
+            step in names or step in ("*", "ProcessCervixScreeningInformation") for step in steps
+        ), problem
+    text = verdict.result_text() or ""
+    parts = (secret, secret[:8], secret[2:], secret[8:]) if secret.isdigit() else (secret,)
+    for part in parts:
+        assert part not in text, text
+
+
+def test_a_long_schema_error_log_makes_a_bounded_list_of_problems() -> None:
+    body = build_request_envelope("14", _sample())
+    end = b"</tjsr:cervixScreeningInformation>"
+    wrapper = b'<x:w xmlns:x="urn:x" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+    wrapper += b'xmlns:xs="http://www.w3.org/2001/XMLSchema">'
+    typed = b'<x:v xsi:type="xs:int">n</x:v>'
+    req = parse_request(body.replace(end, wrapper + typed * 900 + b"</x:w>" + end))
+    verdict = validate_request(req.body_element, "14", today=TODAY, codes=DEFAULT_CODE_LISTS)
+    assert verdict.result_code == "ERROR"
+    assert len(verdict.problems) == MAX_SCHEMA_PROBLEMS

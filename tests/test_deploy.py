@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import paramiko
 import psycopg2
@@ -1276,6 +1277,59 @@ def test_the_workspace_door_takes_optional_certificates_and_hides_the_producer(
     assert stranger.status_code == 403
     producer = requests.post(f"{base}{ENDPOINT_PATH}", data=b"<x/>", verify=ca, timeout=10)
     assert producer.status_code == 404
+
+
+def test_a_person_signs_in_at_the_workspace_door_with_a_siths_card(stack: Stack) -> None:
+    """The whole SITHS path: nginx verifies the card and forwards it, the app maps its HSA-id to
+    the account and sets the production cookie; the session is seen by both web nodes; a header
+    forged by a browser without a card is replaced by nginx and signs nobody in."""
+    from tests.web import form_token
+
+    hsa_id = "SE2321000131-K7"
+    card = stack.pki.ca.issue("card-karin", "Karin Kortsson", serial_number=hsa_id)
+    stack.admin(
+        "user", "add", "--login", "karin", "--name", "Karin Kortsson", "--hsa-id", hsa_id,
+        "--role", "viewer", "--lan", LAN_A, "--no-password",
+    )  # fmt: skip
+    base = f"https://127.0.0.1:{stack.workspace_port}"
+    browser = requests.Session()
+    browser.trust_env = False
+    browser.verify = str(stack.pki.ca.cert_path)
+    browser.cert = card.pair
+    page = browser.get(f"{base}/logga-in", timeout=10)
+    assert page.status_code == 200 and "Logga in med SITHS-kort" in page.text
+    answer = browser.post(
+        f"{base}/logga-in/siths",
+        data={"csrf_token": form_token(page.text)},
+        headers={"Referer": f"{base}/logga-in"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert answer.status_code == 302 and answer.headers["Location"] == "/", answer.text[:300]
+    cookie = answer.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-agenthub=") and "Secure" in cookie and "HttpOnly" in cookie
+    # nginx spreads requests over both nodes: each of them knows the session.
+    for _ in range(6):
+        home = browser.get(f"{base}/", allow_redirects=False, timeout=10)
+        assert home.status_code == 200 and "Välkommen, Karin Kortsson" in home.text
+        assert "SITHS-kort" in home.text
+    # No card, and the certificate pasted into the header by hand: nginx replaces the header.
+    forger = requests.Session()
+    forger.trust_env = False
+    forger.verify = str(stack.pki.ca.cert_path)
+    page = forger.get(f"{base}/logga-in", timeout=10)
+    forged = forger.post(
+        f"{base}/logga-in/siths",
+        data={"csrf_token": form_token(page.text)},
+        headers={
+            "Referer": f"{base}/logga-in",
+            "X-SSL-Client-Cert": quote(card.cert.read_text()),
+        },
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert forged.status_code == 403
+    assert forger.get(f"{base}/", allow_redirects=False, timeout=10).status_code == 302
 
 
 def test_a_body_over_the_contract_cap_gets_a_soap_client_fault(stack: Stack) -> None:

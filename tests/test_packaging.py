@@ -190,3 +190,11 @@ def test_the_wheel_runs_the_demo_on_its_shipped_regions(installed: Path, outside
     )
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "exchange complete" in demo.stdout
+
+
+def test_the_wheel_carries_the_workspace_templates_styles_and_swedish(serving: str) -> None:
+    page = requests.get(f"{serving}/logga-in", timeout=5)
+    assert page.status_code == 200 and '<html lang="sv">' in page.text
+    assert "<h1>Logga in</h1>" in page.text  # the compiled Swedish catalogue is in the wheel
+    css = requests.get(f"{serving}/static/hub.css", timeout=5)
+    assert css.status_code == 200 and "--primary" in css.text

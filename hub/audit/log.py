@@ -31,6 +31,9 @@ class Action(enum.StrEnum):
     # A region's access log: views of its data.
     MESSAGES_LISTED = "messages.listed"
     MESSAGE_READ = "message.read"
+    RECEIVED_VIEWED = "received.viewed"
+    RECEIVED_DOWNLOADED = "received.downloaded"
+    ACCESS_LOG_VIEWED = "access_log.viewed"
     OUTBOX_LISTED = "outbox.listed"
     OUTBOX_READ = "outbox.read"
     OUTBOX_ENVELOPES_READ = "outbox.envelopes.read"
@@ -38,7 +41,6 @@ class Action(enum.StrEnum):
     MESSAGE_DELIVERED = "message.delivered"
     MESSAGES_PURGED = "messages.purged"
     EXTRACT_PICKED_UP = "extract.picked_up"
-    OUTBOX_ENQUEUED = "outbox.enqueued"
     OUTBOX_RESEND = "outbox.resend"
     # The review: records taken in, listed, opened, decided.
     INTAKE_RECEIVED = "intake.received"
@@ -52,6 +54,16 @@ class Action(enum.StrEnum):
     REGION_ENDED = "region.ended"
     REGION_REINSTATED = "region.reinstated"
     ALERT_ACKNOWLEDGED = "alert.acknowledged"
+    # The operator audit: the people who sign in, and their API tokens.
+    USER_ADDED = "user.added"
+    USER_DISABLED = "user.disabled"
+    USER_ENABLED = "user.enabled"
+    USER_ROLES_CHANGED = "user.roles_changed"
+    USER_UNLOCKED = "user.unlocked"
+    USER_PASSWORD_SET = "user.password_set"  # noqa: S105 (an action name)
+    USER_TOTP_ENROLLED = "user.totp_enrolled"
+    TOKEN_CREATED = "token.created"  # noqa: S105 (an action name)
+    TOKEN_REVOKED = "token.revoked"  # noqa: S105 (an action name)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,20 @@ from collections.abc import Sequence
 
 import click
 
-from hub.cli import alerts, db, demo, drops, messages, outbox, region, serve, sim, worker
+from hub.cli import (
+    alerts,
+    db,
+    demo,
+    drops,
+    messages,
+    outbox,
+    region,
+    serve,
+    sim,
+    token,
+    user,
+    worker,
+)
 from hub.cli.common import Refused
 from hub.config import ConfigError
 from hub.db import StoreMissing
@@ -32,7 +45,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except _REFUSALS as exc:
-            raise Refused(str(exc).strip("'\"")) from None
+            # A LookupError's text is the repr of its argument: show the argument itself.
+            text = exc.args[0] if isinstance(exc, LookupError) and exc.args else str(exc)
+            raise Refused(str(text)) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,7 +55,7 @@ def cli() -> None:
     """The agent hub: NTjP producer and consumer of ProcessCervixScreeningInformation."""
 
 
-for module in (serve, db, region, messages, outbox, alerts, worker, drops, sim, demo):
+for module in (serve, db, region, user, token, messages, outbox, alerts, worker, drops, sim, demo):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -47,6 +47,12 @@ def region_group() -> None:
 @click.option("--platform-confirmed", type=_DATE, help="YYYY-MM-DD")
 @click.option("--active-from", type=_DATE, help="YYYY-MM-DD")
 @click.option("--active-to", type=_DATE, help="YYYY-MM-DD")
+@click.option(
+    "--second-reviewer-for-flagged",
+    is_flag=True,
+    help="a flagged record (protected identity, blocked, objection) is sent only after a "
+    "second reviewer, another person, approved it too",
+)
 @pass_state
 def add(
     state: CliState,
@@ -60,6 +66,7 @@ def add(
     platform_confirmed: object,
     active_from: object,
     active_to: object,
+    second_reviewer_for_flagged: bool,
 ) -> None:
     """Register a member region, create its key and its store."""
     hub = state.hub
@@ -75,9 +82,11 @@ def add(
         platform_confirmed=_day(platform_confirmed),
         active_from=_day(active_from),
         active_to=_day(active_to),
+        second_review_flagged=second_reviewer_for_flagged,
     )
     save_region(hub.db, hub.keys, region, state.actor, create=True)
-    click.echo(f"region {region.lan_code} {region.name} added ({region.environment})")
+    policy = "; flagged records need a second reviewer" if second_reviewer_for_flagged else ""
+    click.echo(f"region {region.lan_code} {region.name} added ({region.environment}){policy}")
 
 
 @region_group.command("list")
@@ -87,11 +96,15 @@ def list_command(state: CliState) -> None:
     today = swedish_today()
     with state.hub.db.hub.connect() as connection:
         rows = list_regions(connection)
-    click.echo(f"{'län':<4} {'hsa-id':<14} {'env':<5} {'agreement':<12} {'name':<30} drop")
+    click.echo(
+        f"{'län':<4} {'hsa-id':<14} {'env':<5} {'agreement':<12} {'review':<12} {'name':<30} drop"
+    )
     for r in rows:
+        # The review policy: how many reviewers a flagged record needs.
+        review = "2 if flagged" if r.second_review_flagged else "1"
         click.echo(
             f"{r.lan_code:<4} {r.hsa_id:<14} {r.environment:<5} {r.agreement_state(today):<12} "
-            f"{r.name:<30} {r.drop_url or '-'}"
+            f"{review:<12} {r.name:<30} {r.drop_url or '-'}"
         )
 
 

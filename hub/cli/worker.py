@@ -1,4 +1,4 @@
-"""``agenthub worker``: the scheduler process (or every job once with ``--once``)."""
+"""``agenthub worker``: the scheduler process (or the drop jobs once with ``--once``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ from hub.jobs.worker import run_once, run_worker
 
 
 @click.command("worker")
-@click.option("--once", is_flag=True, help="run every job once and exit")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="run the drop jobs once (probe, pick-up, delivery, retention) and exit; the senders "
+    "run in the scheduler, or with `send --wait`",
+)
 @pass_state
 def worker_command(state: CliState, once: bool) -> None:
     """Run the job scheduler (delivery, pick-up, senders, receipts, retention)."""

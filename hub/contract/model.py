@@ -112,7 +112,7 @@ class CervixScreeningInformation:
     specimen: Specimen | None = None
 
     def is_no_information(self) -> bool:
-        """Rule R1 (§3.7): only subject and sender, meaning "no invitation-relevant information"."""
+        """Rule R1: only subject and sender, meaning "no invitation-relevant information"."""
         return (
             self.exclusion is None
             and not self.follow_up_groups

@@ -150,7 +150,7 @@ def build_response_envelope(result_code: ResultCode, result_text: str | None) ->
 
 
 def build_fault_envelope(
-    faultcode: Literal["soap:Client", "soap:Server"],
+    faultcode: Literal["soap:Client", "soap:Server", "soap:MustUnderstand"],
     faultstring: str,
     *,
     detail: str | None = None,

@@ -8,6 +8,7 @@ import datetime
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Final, Literal
 
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
@@ -26,7 +27,7 @@ from hub.contract.names import (
 )
 from hub.contract.parse import ModelError, information_from_element
 from hub.contract.regions import is_lan_code
-from hub.contract.wsdl import schema
+from hub.contract.wsdl import declared_element_names, schema
 
 __all__ = ["Problem", "Verdict", "validate_request"]
 
@@ -105,62 +106,135 @@ class Verdict:
 
 # --- XSD errors ------------------------------------------------------------------------------
 
+# libxml2's messages quote the input: values, and the names of elements, attributes, namespaces
+# and types, any of which a sender can make personnummer-shaped. None of its text is passed on:
+# each error becomes one of the fixed texts below, chosen by its kind, and its path and
+# "expected" hint keep only names the contract's schemas declare.
+_SCHEMA_WORDING: Final = {
+    "SCHEMAV_CVC_PATTERN_VALID": "value does not have the required form (dates: YYYYMMDD)",
+    "SCHEMAV_CVC_ENUMERATION_VALID": "value is not one of the allowed values",
+    "SCHEMAV_ELEMENT_CONTENT": "unexpected element here (wrong name, namespace or order)",
+    "SCHEMAV_CVC_COMPLEX_TYPE_2_4": "missing child element",
+    "SCHEMAV_CVC_COMPLEX_TYPE_2_1": "text content is not allowed here",
+    "SCHEMAV_CVC_COMPLEX_TYPE_2_3": "text content is not allowed here",
+    "SCHEMAV_CVC_COMPLEX_TYPE_2_2": "child elements are not allowed here",
+    "SCHEMAV_CVC_TYPE_3_1_2": "child elements are not allowed here",
+    "SCHEMAV_CVC_COMPLEX_TYPE_3_1": "an attribute is not allowed here",
+    "SCHEMAV_CVC_COMPLEX_TYPE_3_2_1": "an attribute is not allowed here",
+    "SCHEMAV_CVC_COMPLEX_TYPE_3_2_2": "an attribute is not allowed here",
+    "SCHEMAV_CVC_TYPE_3_1_1": "an attribute is not allowed here",
+    "SCHEMAV_CVC_COMPLEX_TYPE_4": "a required attribute is missing",
+    "SCHEMAV_CVC_ELT_1": "element is not declared in the schema",
+    "SCHEMAV_CVC_ELT_2": "element is abstract",
+    "SCHEMAV_CVC_ELT_3_1": "xsi:nil is not allowed here",
+    "SCHEMAV_CVC_ELT_3_2_1": "xsi:nil is not allowed here",
+    "SCHEMAV_CVC_ELT_3_2_2": "xsi:nil is not allowed here",
+    "SCHEMAV_CVC_ELT_4_1": "xsi:type does not name a type that can be used here",
+    "SCHEMAV_CVC_ELT_4_2": "xsi:type does not name a type that can be used here",
+    "SCHEMAV_CVC_ELT_4_3": "xsi:type does not name a type that can be used here",
+    "SCHEMAV_CVC_TYPE_1": "xsi:type does not name a type that can be used here",
+    "SCHEMAV_CVC_TYPE_2": "xsi:type does not name a type that can be used here",
+}
+_VALUE_WORDING: Final = "value is not valid for its type"
+# Every other kind of error (value facets, datatype checks, fixed values, identity constraints).
+_OTHER_WORDING: Final = "does not conform to the schema"
+_VALUE_KINDS: Final = frozenset(
+    {
+        "SCHEMAV_CVC_DATATYPE_VALID_1_2_1",
+        "SCHEMAV_CVC_DATATYPE_VALID_1_2_2",
+        "SCHEMAV_CVC_DATATYPE_VALID_1_2_3",
+        "SCHEMAV_CVC_FACET_VALID",
+        "SCHEMAV_CVC_LENGTH_VALID",
+        "SCHEMAV_CVC_MINLENGTH_VALID",
+        "SCHEMAV_CVC_MAXLENGTH_VALID",
+        "SCHEMAV_CVC_MININCLUSIVE_VALID",
+        "SCHEMAV_CVC_MAXINCLUSIVE_VALID",
+        "SCHEMAV_CVC_MINEXCLUSIVE_VALID",
+        "SCHEMAV_CVC_MAXEXCLUSIVE_VALID",
+        "SCHEMAV_CVC_TOTALDIGITS_VALID",
+        "SCHEMAV_CVC_FRACTIONDIGITS_VALID",
+        "SCHEMAV_CVC_ATTRIBUTE_3",
+        "SCHEMAV_CVC_AU",
+    }
+)
+_XSI_TYPE: Final = "attribute '{http://www.w3.org/2001/XMLSchema-instance}type'"
+_XSI_NIL: Final = "attribute '{http://www.w3.org/2001/XMLSchema-instance}nil'"
+#: Every text a schema problem can have, before an "; expected …" hint of declared names.
+SCHEMA_MESSAGES: Final = frozenset({*_SCHEMA_WORDING.values(), _VALUE_WORDING, _OTHER_WORDING})
+# resultText shows some twenty problems at most; the rest of a long error log would only cost.
+MAX_SCHEMA_PROBLEMS: Final = 50
+
 _STEP_RE: Final = re.compile(r"^(?:[^:\[]+:)?([^\[]+)(\[\d+\])?$")
-_QUOTED_RE: Final = re.compile(r"'[^']*'")
-_CLARK_RE: Final = re.compile(r"\{[^}]*\}")
+_EXPECTED_RE: Final = re.compile(r"Expected is (?:one of )?\(([^)]*)\)")
+
+
+@lru_cache(maxsize=1)
+def _declared() -> tuple[frozenset[str], frozenset[str]]:
+    """The contract's element names: qualified (``{ns}local``), and their local names."""
+    qualified = declared_element_names()
+    return qualified, frozenset(name.rpartition("}")[2] for name in qualified)
 
 
 def _xsd_path(xpath: str | None) -> str:
-    """Turn libxml2's XPath into a payload-relative path of local names.
+    """Turn libxml2's XPath into a payload-relative path of the contract's local names.
 
     ``/tjsr:Process…/tjsr:cervixScreeningInformation/core:subjectOfCare`` becomes
     ``cervixScreeningInformation/subjectOfCare``. The operation element is dropped because every
-    other path in resultText starts at the payload.
+    other path in resultText starts at the payload. A name the contract does not declare (an
+    extension element's, which a sender chooses freely) is written ``*``.
     """
+    local_names = _declared()[1]
     steps: list[str] = []
     for raw in (xpath or "").split("/"):
         m = _STEP_RE.match(raw)
         if m and m.group(1) != "*":
-            steps.append(m.group(1) + (m.group(2) or ""))
+            name = m.group(1) if m.group(1) in local_names else "*"
+            steps.append(name + (m.group(2) or ""))
     if steps and steps[0] == "ProcessCervixScreeningInformation":
         steps = steps[1:]
     return "/".join(steps) or "ProcessCervixScreeningInformation"
 
 
-def _xsd_message(entry: Any) -> str:
-    """A data-free message for one libxml2 schema error.
+def _expected(message: str) -> str:
+    """The hint "; expected a, b" with only the declared names libxml2 lists as expected."""
+    found = _EXPECTED_RE.findall(message)
+    if not found:
+        return ""
+    qualified = _declared()[0]
+    # The last match: the element's own name, earlier in the message, could imitate one.
+    names = [n.strip() for n in found[-1].split(",")]
+    kept = [n.rpartition("}")[2] for n in names if n in qualified]
+    return f"; expected {', '.join(dict.fromkeys(kept))}" if kept else ""
 
-    libxml2 quotes values in its messages (``The value '…' is not accepted by the pattern``), so
-    known error types get our own wording and anything else loses every quoted part.
-    """
+
+def _xsd_message(entry: Any) -> str:
+    """A fixed text for one libxml2 schema error (:data:`SCHEMA_MESSAGES`), never its own."""
     kind = entry.type_name
-    if kind == "SCHEMAV_CVC_PATTERN_VALID":
-        return "value does not have the required form (dates: YYYYMMDD)"
-    if kind == "SCHEMAV_CVC_ENUMERATION_VALID":
-        return "value is not one of the allowed values"
-    message: str = entry.message
-    # Keep "Expected is ( subjectOfCare )": element names help and are not personal data.
-    expected = re.search(r"Expected is (?:one of )?\(([^)]*)\)", message)
-    wanted = f"; expected {_CLARK_RE.sub('', expected.group(1)).strip()}" if expected else ""
-    if kind == "SCHEMAV_ELEMENT_CONTENT":
-        return "unexpected element here (wrong name, namespace or order)" + wanted
-    if kind == "SCHEMAV_CVC_COMPLEX_TYPE_2_4":
-        return "missing child element" + wanted
-    if kind in ("SCHEMAV_CVC_COMPLEX_TYPE_2_3", "SCHEMAV_CVC_COMPLEX_TYPE_2_1"):
-        return "text content is not allowed here"
-    message = re.sub(r"^Element [^:]*: ", "", message)
-    return "does not conform to the schema: " + _QUOTED_RE.sub("…", _CLARK_RE.sub("", message))
+    message: str = entry.message or ""
+    if kind in _VALUE_KINDS:
+        # The value checked may be the xsi:type or xsi:nil attribute's rather than the element's.
+        if _XSI_TYPE in message:
+            return _SCHEMA_WORDING["SCHEMAV_CVC_ELT_4_1"]
+        if _XSI_NIL in message:
+            return _SCHEMA_WORDING["SCHEMAV_CVC_ELT_3_1"]
+        return _VALUE_WORDING
+    wording = _SCHEMA_WORDING.get(kind, _OTHER_WORDING)
+    if kind in ("SCHEMAV_ELEMENT_CONTENT", "SCHEMAV_CVC_COMPLEX_TYPE_2_4"):
+        return wording + _expected(message)
+    return wording
 
 
 def _xsd_problems(el: etree._Element) -> list[Problem]:
     compiled = schema()
     if compiled.validate(el):
         return []
-    return [
-        Problem(_xsd_path(e.path), RULE_SCHEMA, _xsd_message(e))
-        for e in compiled.error_log
-        if e.level >= etree.ErrorLevels.ERROR
-    ]
+    problems: list[Problem] = []
+    for e in compiled.error_log:
+        if e.level >= etree.ErrorLevels.ERROR:
+            problems.append(Problem(_xsd_path(e.path), RULE_SCHEMA, _xsd_message(e)))
+            if len(problems) == MAX_SCHEMA_PROBLEMS:
+                break
+    return problems
 
 
 # --- contract rules --------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
@@ -86,3 +87,26 @@ def schema() -> etree.XMLSchema:
             compiled = load_schema()
         _local.schema = compiled
     return compiled
+
+
+_XS: Final = "{http://www.w3.org/2001/XMLSchema}"
+
+
+@lru_cache(maxsize=4)
+def _declared_names(root: Path) -> frozenset[str]:
+    names: set[str] = set()
+    for path in sorted(root.rglob("*.xsd")):
+        tree = etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True))
+        namespace = tree.getroot().get("targetNamespace", "")
+        for element in tree.iter(f"{_XS}element"):
+            name = element.get("name")
+            if name:
+                # Every schema of the contract is elementFormDefault="qualified": local
+                # elements are in the target namespace too.
+                names.add(f"{{{namespace}}}{name}" if namespace else name)
+    return frozenset(names)
+
+
+def declared_element_names(folder: Path | None = None) -> frozenset[str]:
+    """Every element the contract's schemas declare, as ``{namespace}local`` (read once)."""
+    return _declared_names((folder or wsdl_dir()).resolve())

@@ -25,8 +25,8 @@ finishes must be recorded with a condition that still holds if the lease expired
 undo each other; what they did outside the database must be idempotent (the drops refuse to
 write a name twice).
 
-Used by delivery (``messages``), extract pick-up and the outbox (:mod:`hub.outbound.queue`),
-which also counts an attempt and moves the record to ``sending`` in the same statement::
+Used by delivery (``messages``) and the outbox (:mod:`hub.outbound.queue`), which also counts
+an attempt and moves the record to ``sending`` in the same statement::
 
     statement = claim_statement(table, ready=..., order_by=[...], values={...}, returning=[...])
     claim_with(engine, statement, worker_id, limit=n, lease=..., now=...) -> list[Row]

@@ -143,6 +143,8 @@ users = Table(
     Column("password_hash", Text),
     # The TOTP secret, sealed with the master key; None until the second factor is enrolled.
     Column("totp_secret_enc", LargeBinary),
+    # The time step of the last code accepted: a code is good once (RFC 6238, section 5.2).
+    Column("totp_last_step", BigInteger),
     # The agent's operator (metadata only, every region); region roles are in user_roles.
     Column("operator", Boolean, nullable=False, server_default=false()),
     Column("failed_logins", Integer, nullable=False, server_default="0"),

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from hub.db.types import BigId
@@ -55,7 +56,8 @@ messages = Table(
     # Emptied (NULL) by the retention job once a message was delivered long enough ago.
     Column("body_enc", LargeBinary),
     Column("fields_enc", LargeBinary),
-    # "information", or "no_information" for an R1 message (docs/contract.md, R1).
+    # move | sample | treatment | no_information (an R1 message): the scenario, a best guess
+    # from the content (hub.contract.model.CervixScreeningInformation.kind).
     Column("kind", String(20), nullable=False),
     # Flags and counts only, never personal data: safe to list and filter on.
     Column("summary", JSON, nullable=False, default=dict),
@@ -205,7 +207,9 @@ intake_rejections = Table(
 
 # The review queue: one row per record a region wants to disclose to another region. Its content
 # never changes once stored (a trigger refuses it): new content for the same woman is a new
-# record that supersedes the undecided old one.
+# record that supersedes the undecided old one. Its state only moves forward (pending →
+# second_review → approved | refused | superseded), and only to approved, refused or
+# second_review with the decision that says so already stored (a trigger checks it).
 review_records = Table(
     "review_records",
     region_metadata,
@@ -246,17 +250,40 @@ review_records = Table(
     # The receipt of a refused (withheld) record, once written to the region's receipts/.
     Column("receipt_name", String(255)),
     Column("receipt_at", DateTime(timezone=True)),
+    # The queue's pages (hub.review.views): oldest first within a state, by destination, and
+    # the few flagged records on their own (a partial index: an unflagged record costs it nothing).
     Index("ix_review_records_queue", "state", "created_at", "id"),
+    Index("ix_review_records_queue_to", "state", "to_lan", "created_at", "id"),
+    # Its leading column is constant (true): it gives SQLite, which keeps no statistics unless
+    # asked, one more equality to prefer it by over the whole queue's index.
+    Index(
+        "ix_review_records_queue_flagged",
+        "flagged",
+        "state",
+        "created_at",
+        "id",
+        sqlite_where=text("flagged = 1"),
+        postgresql_where=text("flagged"),
+    ),
     Index("ix_review_records_intake", "intake_id", "line"),
+    # What a record superseded (its history): only superseded records are in it.
+    Index(
+        "ix_review_records_superseded_by",
+        "superseded_by",
+        sqlite_where=text("superseded_by IS NOT NULL"),
+        postgresql_where=text("superseded_by IS NOT NULL"),
+    ),
     Index("ix_review_records_pnr_hash", "pnr_hash"),
     Index("ix_review_records_content_key", "content_key"),
     Index("ix_review_records_receipt", "state", "receipt_at"),
 )
 
 # Decisions of the manual secrecy review: append-only (triggers refuse UPDATE and DELETE), each
-# on exactly the content its hash names. The outbox refers to a decision by (id, hash, outcome,
-# final), so the database itself refuses a record queued without a final approval of that
-# content.
+# on exactly the content, destination and flags of its record (a trigger compares them with the
+# record's on INSERT, and refuses a decision on a record not waiting for one, and a second
+# approval by the first approver). A record has at most one decision per step and one final
+# decision. The outbox refers to a decision by (id, record, destination, hash, outcome, final), so
+# the database itself refuses a record queued without a final approval of that content.
 decisions = Table(
     "decisions",
     region_metadata,
@@ -286,8 +313,32 @@ decisions = Table(
     Column("batch_id", String(36)),
     Column("batch_size", Integer),
     Column("request_id", String(64)),
-    UniqueConstraint("id", "content_sha256", "outcome", "final", name="uq_decisions_authority"),
+    UniqueConstraint(
+        "id",
+        "record_id",
+        "to_lan",
+        "content_sha256",
+        "outcome",
+        "final",
+        name="uq_decisions_authority",
+    ),
+    UniqueConstraint("record_id", "step", name="uq_decisions_step"),
     CheckConstraint("outcome IN ('approve', 'refuse')", name="ck_decisions_outcome"),
+    # Step 1 may wait for a second reviewer (an approval that is not final); step 2 ends it; a
+    # refusal always ends the review.
+    CheckConstraint(
+        "step IN (1, 2) AND (final OR (step = 1 AND outcome = 'approve'))",
+        name="ck_decisions_step",
+    ),
+    CheckConstraint(
+        "(batch_id IS NULL AND batch_size IS NULL)"
+        " OR (batch_id IS NOT NULL AND batch_size IS NOT NULL AND batch_size >= 1)",
+        name="ck_decisions_batch",
+    ),
+    CheckConstraint(
+        "reviewer_name <> '' AND reviewer_role <> '' AND auth_method <> ''",
+        name="ck_decisions_reviewer",
+    ),
     # Flagged records are decided one by one, with a reason; so is every refusal.
     CheckConstraint(
         "batch_id IS NULL OR NOT (protected_identity OR blocked OR objection)",
@@ -299,6 +350,14 @@ decisions = Table(
         name="ck_decisions_reason",
     ),
     Index("ix_decisions_record", "record_id", "decided_at"),
+    # One final decision per record: a refused record can never be approved after all.
+    Index(
+        "uq_decisions_final",
+        "record_id",
+        unique=True,
+        sqlite_where=text("final = 1"),
+        postgresql_where=text("final"),
+    ),
 )
 
 # Outbound: records approved for disclosure and their sending (hub.outbound). They hold personal
@@ -340,34 +399,51 @@ outbox = Table(
     Column("final_at", DateTime(timezone=True)),
     Column("receipt_name", String(255)),
     Column("receipt_at", DateTime(timezone=True)),
-    # The review record and the final approval this record is sent on; the database checks the
-    # pair against the decision (foreign key) and refuses a queued record without one.
+    # The review record and the final approval this record is sent on; the database checks them
+    # against the decision (one foreign key over record, destination, hash, outcome and final)
+    # and refuses a record without one. One approval queues one outbox record.
     Column("review_record_id", String(36), ForeignKey("region.review_records.id")),
     Column("decision_id", String(36)),
     Column("decision_sha256", String(64)),
     Column("decision_outcome", String(8)),
     Column("decision_final", Boolean),
     ForeignKeyConstraint(
-        ["decision_id", "decision_sha256", "decision_outcome", "decision_final"],
+        [
+            "decision_id",
+            "review_record_id",
+            "to_lan",
+            "decision_sha256",
+            "decision_outcome",
+            "decision_final",
+        ],
         [
             "region.decisions.id",
+            "region.decisions.record_id",
+            "region.decisions.to_lan",
             "region.decisions.content_sha256",
             "region.decisions.outcome",
             "region.decisions.final",
         ],
         name="fk_outbox_decision",
     ),
-    # Records queued before the review existed carry no decision; they can only be final (never
+    # Written so that no NULL can make it pass (a CHECK passes when it is NULL, and a foreign key
+    # with a NULL column is not checked): every decision column set, naming a final approval;
+    # or, for records queued before the review existed, none set and the record final (never
     # sent again), which keeps them as history.
     CheckConstraint(
-        "(decision_id IS NOT NULL AND decision_outcome = 'approve' AND decision_final)"
-        " OR (decision_id IS NULL AND state IN ('delivered', 'refused', 'failed'))",
+        "(decision_id IS NOT NULL AND review_record_id IS NOT NULL"
+        " AND decision_sha256 IS NOT NULL AND decision_outcome IS NOT NULL"
+        " AND decision_final IS NOT NULL AND decision_outcome = 'approve' AND decision_final)"
+        " OR (decision_id IS NULL AND review_record_id IS NULL AND decision_sha256 IS NULL"
+        " AND decision_outcome IS NULL AND decision_final IS NULL"
+        " AND state IN ('delivered', 'refused', 'failed'))",
         name="ck_outbox_decided",
     ),
     Index("ix_outbox_due", "to_lan", "state", "next_attempt_at"),
     Index("ix_outbox_receipt", "state", "receipt_at"),
     Index("ix_outbox_pnr_hash", "pnr_hash"),
     UniqueConstraint("to_lan", "content_hash", name="uq_outbox_content"),
+    UniqueConstraint("decision_id", name="uq_outbox_decision"),
 )
 
 outbox_attempts = Table(

@@ -26,7 +26,7 @@ Why no job runs twice: before each run a fenced job checks leadership *on the lo
 connection* (a round trip on PostgreSQL that fails if the session was lost), so a worker that lost
 the lock stops starting jobs at once; APScheduler's ``max_instances=1`` keeps one run of a job per
 process; and a run already under way when leadership moves is finished under its row claims
-(:mod:`hub.jobs.claims`), which keep two workers off the same rows in any case.
+(:mod:`hub.db.claims`), which keep two workers off the same rows in any case.
 """
 
 from __future__ import annotations

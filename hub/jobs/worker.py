@@ -14,7 +14,7 @@ job id              what                                            every
 ``purge``           retention (:mod:`hub.inbound.retention`)        ``…_PURGE_SECONDS``
 ``heartbeat``       "this worker is alive"                          15 s
 ``outbox.send``     keep the senders running (:mod:`hub.outbound`)  ``AGENTHUB_SEND_POLL_MS``
-``outbox.receipts`` receipts of final records → drops               twice that
+``outbox.receipts`` receipts of final and withheld records → drops  twice that
 ==================  ==============================================  ===========================
 
 Two workers started by mistake do no harm: every job claims its rows (:mod:`hub.db.claims`),
@@ -215,7 +215,7 @@ JOB_NAMES = {
     "purge": "purge what retention allows",
     "heartbeat": "worker heartbeat",
     "outbox.send": "send due outbox records through NTjP",
-    "outbox.receipts": "write receipts of final outbox records",
+    "outbox.receipts": "write receipts of final outbox records and withheld review records",
 }
 
 

@@ -2,9 +2,10 @@
 
 The request envelope is built once (zeep, from ``wsdl/``) and stored sealed with the region's
 key; it is sent unchanged on every attempt. The outbox row carries the decision it is sent on
-(id, content hash, outcome, final), which the database checks against the decisions table, and
-the envelope must carry exactly the approved content: its canonical hash is compared with the
-decision's here, and again by the sender before every call.
+(id, record, destination, content hash, outcome, final), which the database checks against the
+decisions table, and the envelope must carry exactly the approved content to the approved
+destination (:func:`matches_its_approval`): checked here, and again by the sender before every
+call.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from sqlalchemy import Connection
 
 from hub.clock import utcnow
 from hub.contract.canonical import canonical_bytes
-from hub.contract.names import PAYLOAD_TAG
+from hub.contract.names import OPERATION_TAG, PAYLOAD_TAG
+from hub.contract.parse import MalformedRequest, parse_request
 from hub.contract.xmlsafe import parse_untrusted
 from hub.db.region_tables import outbox
 from hub.outbound.client import build_envelope
@@ -34,9 +36,32 @@ def approved_payload(scope: RegionScope, record: Any) -> etree._Element:
     return parse_untrusted(scope.cipher.open(record.content_enc, "review-content"))
 
 
-def envelope_payload(envelope: bytes) -> etree._Element | None:
-    """The payload inside a request envelope the hub built, or None if there is none."""
-    return parse_untrusted(envelope).find(f".//{PAYLOAD_TAG}")
+def matches_its_approval(envelope: bytes, decision_sha256: str | None, to_lan: str) -> bool:
+    """Whether ``envelope`` discloses exactly what its approval covers, to whom it covers.
+
+    The approval names a content hash and a destination (the outbox row's ``to_lan``, which the
+    database ties to the decision's). The envelope must carry one operation holding one
+    ``cervixScreeningInformation`` whose canonical SHA-256 is the approval's, no other such
+    element anywhere, and be addressed (``LogicalAddress``) to that destination and no other.
+    """
+    if decision_sha256 is None:
+        return False
+    try:
+        request = parse_request(envelope)
+    except MalformedRequest:
+        return False
+    if request.logical_address != to_lan:
+        return False
+    operation = request.body_element
+    body = operation.getparent()
+    if operation.tag != OPERATION_TAG or body is None or len(body) != 1 or len(operation) != 1:
+        return False
+    payload = operation[0]
+    if payload.tag != PAYLOAD_TAG:
+        return False
+    if sum(1 for _ in request.envelope.iter(PAYLOAD_TAG)) != 1:
+        return False
+    return content_sha256(payload) == decision_sha256
 
 
 def queue_approved(
@@ -50,9 +75,9 @@ def queue_approved(
     cipher = scope.cipher
     payload = approved_payload(scope, record)
     envelope = build_envelope(record.to_lan, payload)
-    sent = envelope_payload(envelope)
-    # zeep read the payload through the schema; make sure it carries exactly what was approved.
-    if sent is None or content_sha256(sent) != record.content_sha256:
+    # zeep read the payload through the schema; make sure it carries exactly what was approved,
+    # to the approved destination: the check the sender repeats before every call.
+    if not matches_its_approval(envelope, record.content_sha256, record.to_lan):
         raise OutboxError("internal: the request envelope does not carry the approved content")
     now = utcnow()
     row: dict[str, Any] = {

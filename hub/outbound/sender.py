@@ -54,7 +54,7 @@ from hub.context import Hub
 from hub.db import StoreMissing
 from hub.drops.state import Backoff
 from hub.outbound.client import CallResult, NtjpClient
-from hub.outbound.enqueue import envelope_payload
+from hub.outbound.enqueue import matches_its_approval
 from hub.outbound.queue import (
     Attempt,
     Claimed,
@@ -70,7 +70,6 @@ from hub.outbound.queue import (
 from hub.outbound.receipts import write_receipts
 from hub.outbound.settings import ConsumerSettings, DestinationPolicy, load_consumer_settings
 from hub.outbound.states import DELIVERED, FAILED, QUEUED, REFUSED
-from hub.review.content import content_sha256
 from hub.tenancy.access import region_cipher
 from hub.tenancy.keys import KeyDestroyed, RegionCipher, Unreadable
 from hub.tenancy.registry import list_regions
@@ -93,14 +92,6 @@ CALL_THREADS = 32
 LEASE_MARGIN_S = 30.0
 #: How often the claims of records waiting their turn are looked at (and renewed if need be).
 RENEW_EVERY_S = 5.0
-
-
-def matches_its_approval(envelope: bytes, decision_sha256: str | None) -> bool:
-    """Whether ``envelope`` carries exactly the content whose hash its approval names."""
-    if decision_sha256 is None:
-        return False
-    payload = envelope_payload(envelope)
-    return payload is not None and content_sha256(payload) == decision_sha256
 
 
 class RateLimiter:
@@ -461,7 +452,7 @@ class Dispatcher:
         try:
             envelope = self._cipher(item.lan).open(item.request_enc, "outbox-request")
             called = True  # counted as an attempt from here on, as it always was
-            if not matches_its_approval(envelope, item.decision_sha256):
+            if not matches_its_approval(envelope, item.decision_sha256, item.to_lan):
                 # Never call with content no decision covers; a person must look at this.
                 result = CallResult(
                     "config", "NOT-APPROVED", "the request is not the content it was approved on"

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import posixpath
+import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from lxml import etree
 
@@ -22,7 +24,7 @@ from hub.contract.names import (
     HDR_CORRELATION_ID,
     HDR_ORIGINAL_CONSUMER,
 )
-from hub.contract.parse import MalformedRequest, parse_request
+from hub.contract.parse import MalformedRequest, MustUnderstand, parse_request
 from hub.contract.serialise import build_fault_envelope
 from hub.contract.wsdl import WSDL_FILE, wsdl_dir
 from hub.contract.xmlsafe import parse_untrusted
@@ -41,6 +43,18 @@ log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
 _XML = "text/xml; charset=utf-8"
 
+# A Host header is request data, and it is written into the WSDL: only a DNS name, an IPv4
+# address or a bracketed IPv6 literal, with an optional port, is taken (RFC 9110 section 7.2).
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_RE: Final = re.compile(
+    rf"(?:{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]{{2,45}}\])(?::[0-9]{{1,5}})?"
+)
+_MAX_HOST_CHARS: Final = 260
+# Documents kept, each for one address (a document and the address it was written for): a few
+# files times the few names a real installation is reached by. Any other Host pushes out the
+# least recently served, so distinct Host headers cannot grow the process.
+MAX_CACHED_DOCUMENTS: Final = 64
+
 
 def _wsgi_header(name: str) -> str:
     return "HTTP_" + name.upper().replace("-", "_")
@@ -58,6 +72,23 @@ def fault_response(
     return [body]
 
 
+def _content_type_problem(content_type: str | None) -> str | None:
+    """Why a request's Content-Type is not SOAP 1.1's ``text/xml``, or None if it is.
+
+    A request without one is read as SOAP 1.1 (the body decides); one that says it is something
+    else (SOAP 1.2's ``application/soap+xml``, JSON, a form) is refused before its body is read.
+    The text never repeats what was sent.
+    """
+    if not content_type:
+        return None
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "text/xml":
+        return None
+    if media == "application/soap+xml":
+        return "SOAP 1.2 (application/soap+xml) is not supported; send SOAP 1.1 as text/xml"
+    return "the Content-Type of a SOAP 1.1 request must be text/xml"
+
+
 class ContractDocuments:
     """Serves the contract's WSDL and schemas with the real endpoint address and resolvable imports.
 
@@ -68,7 +99,7 @@ class ContractDocuments:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, str], bytes] = {}
+        self._cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self.files = {
             p.relative_to(self.root).as_posix()
             for p in self.root.rglob("*")
@@ -82,8 +113,9 @@ class ContractDocuments:
         key = (relative, endpoint_url)
         with self._lock:
             cached = self._cache.get(key)
-        if cached is not None:
-            return cached
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
         tree = parse_untrusted((self.root / relative).read_bytes())
         here = posixpath.dirname(relative)
         for el in tree.iter(
@@ -98,7 +130,14 @@ class ContractDocuments:
         data: bytes = etree.tostring(tree, xml_declaration=True, encoding="UTF-8")
         with self._lock:
             self._cache[key] = data
+            while len(self._cache) > MAX_CACHED_DOCUMENTS:
+                self._cache.popitem(last=False)
         return data
+
+    def cached(self) -> int:
+        """How many documents are kept (bounded by :data:`MAX_CACHED_DOCUMENTS`)."""
+        with self._lock:
+            return len(self._cache)
 
 
 class ProducerEndpoint:
@@ -109,13 +148,18 @@ class ProducerEndpoint:
         self.spyne = build_spyne_app()
         self.documents = ContractDocuments(wsdl_dir())
 
-    def endpoint_url(self, environ: dict[str, Any]) -> str:
-        """The address clients should call: configured public URL, else the request's host."""
+    def endpoint_url(self, environ: dict[str, Any]) -> str | None:
+        """The address clients should call: configured public URL, else the request's host.
+
+        None when the Host header is not a host name or address (with a port) at all.
+        """
         if self.hub.settings.public_url:
             return self.hub.settings.public_url.rstrip("/") + ENDPOINT_PATH
-        scheme = environ.get("wsgi.url_scheme", "http")
+        scheme = "https" if environ.get("wsgi.url_scheme") == "https" else "http"
         host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
-        return f"{scheme}://{host}{ENDPOINT_PATH}"
+        if len(host) > _MAX_HOST_CHARS or not _HOST_RE.fullmatch(host):
+            return None
+        return f"{scheme}://{host.lower()}{ENDPOINT_PATH}"
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -135,7 +179,11 @@ class ProducerEndpoint:
             relative = WSDL_FILE
         elif query.startswith("xsd="):
             relative = query[4:]
-        data = self.documents.get(relative, self.endpoint_url(environ)) if relative else None
+        endpoint_url = self.endpoint_url(environ)
+        if endpoint_url is None:
+            start_response("400 Bad Request", [("Content-Type", "text/plain")])
+            return [b"the Host header is not a host name or address\n"]
+        data = self.documents.get(relative, endpoint_url) if relative else None
         if data is None:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found: GET ?wsdl for the contract\n"]
@@ -155,7 +203,17 @@ class ProducerEndpoint:
         return None if len(data) > cap else data
 
     def _call(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        body = self._read_body(environ)
+        refused = _content_type_problem(environ.get("CONTENT_TYPE"))
+        if refused:
+            return fault_response(start_response, "soap:Client", refused)
+        try:
+            body = self._read_body(environ)
+        except OSError:
+            # The client went away, or did not send its body within the server's read deadline
+            # (hub/web/gthread.py): nothing to parse; answer in case anyone still listens.
+            return fault_response(
+                start_response, "soap:Client", "The request body was not received in full in time"
+            )
         if body is None:
             cap = self.hub.settings.max_body_bytes
             return fault_response(
@@ -171,6 +229,8 @@ class ProducerEndpoint:
             return fault_response(start_response, "soap:Client", caller.refused)
         try:
             request = parse_request(body, settings.max_body_bytes)
+        except MustUnderstand as exc:
+            return fault_response(start_response, "soap:MustUnderstand", str(exc))
         except MalformedRequest as exc:
             return fault_response(start_response, "soap:Client", str(exc))
         environ[ENV_REQUEST] = request

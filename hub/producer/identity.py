@@ -3,6 +3,9 @@
 TLS terminates at the ingress (nginx, see ``deploy/``), which verifies the client certificate
 against the SITHS/NTjP CA and forwards it URL-escaped in a header. That header is trusted only
 when the request comes from a configured ingress address; the HSA-id is the subject serialNumber.
+The header must hold exactly one PEM certificate and nothing else: a server joins repeated
+headers into one value (gunicorn with a comma), and a PEM reader takes the first certificate it
+finds, so a caller's own header beside the ingress's would otherwise choose the identity.
 """
 
 from __future__ import annotations
@@ -44,17 +47,34 @@ def _in_networks(address: str, networks: tuple[str, ...]) -> bool:
     return any(ip in net for net in _networks(networks))
 
 
+_BEGIN = "-----BEGIN CERTIFICATE-----"
+_END = "-----END CERTIFICATE-----"
+
+
 @lru_cache(maxsize=256)
-def hsa_id_from_pem(pem: str) -> str | None:
-    """The subject serialNumber of a PEM certificate (URL-escaped or not), or None.
+def one_certificate(value: str) -> x509.Certificate | None:
+    """The certificate a header value holds, if it is exactly one PEM certificate (URL-escaped
+    or not) with nothing but whitespace around it; else None.
 
     Cached: the platform calls with the same few certificates, and parsing one costs more than
     validating a message against the schema.
     """
-    text = unquote(pem) if "%" in pem else pem
+    text = (unquote(value) if "%" in value else value).strip()
+    if not (text.startswith(_BEGIN) and text.endswith(_END)):
+        return None
+    if text.count("-----BEGIN") != 1 or text.count("-----END") != 1:
+        return None
     try:
-        cert = x509.load_pem_x509_certificate(text.encode())
+        certificates = x509.load_pem_x509_certificates(text.encode())
     except ValueError:
+        return None
+    return certificates[0] if len(certificates) == 1 else None
+
+
+def hsa_id_from_pem(pem: str) -> str | None:
+    """The subject serialNumber of a header value holding exactly one PEM certificate, or None."""
+    cert = one_certificate(pem)
+    if cert is None:
         return None
     values = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
     if not values:
@@ -63,10 +83,30 @@ def hsa_id_from_pem(pem: str) -> str | None:
     return value if isinstance(value, str) else value.decode()
 
 
+def from_trusted_proxy(settings: Settings, remote_addr: str | None) -> bool:
+    """Whether a request comes from the TLS ingress (``AGENTHUB_TRUSTED_PROXIES``)."""
+    return remote_addr is not None and _in_networks(remote_addr, settings.trusted_proxies)
+
+
+def forwarded_hsa_id(
+    settings: Settings, remote_addr: str | None, cert_header_value: str | None
+) -> str | None:
+    """The HSA-id of the client certificate the ingress verified and forwarded, or None.
+
+    The header is believed only from a trusted proxy: from anywhere else it is anyone's text.
+    Used by the web workspace's SITHS sign-in (a person's card: the HSA-id is theirs).
+    """
+    if not cert_header_value or not from_trusted_proxy(settings, remote_addr):
+        return None
+    return hsa_id_from_pem(cert_header_value)
+
+
 def identify(settings: Settings, remote_addr: str, cert_header_value: str | None) -> Caller:
     """Identify the caller of one request, applying the allow-list of consumer HSA-ids."""
-    from_ingress = _in_networks(remote_addr, settings.trusted_proxies)
+    from_ingress = from_trusted_proxy(settings, remote_addr)
     if cert_header_value and from_ingress:
+        if one_certificate(cert_header_value) is None:
+            return Caller(None, "the client certificate header must hold exactly one certificate")
         hsa_id = hsa_id_from_pem(cert_header_value)
         if hsa_id is None:
             return Caller(None, "the client certificate has no HSA-id (subject serialNumber)")

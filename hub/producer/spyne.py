@@ -21,6 +21,7 @@ from spyne.server.http import HttpBase
 from hub.contract.names import ITR_NS, PAYLOAD_TAG, RESPONDER_NS
 from hub.contract.serialise import build_response_envelope
 from hub.inbound.service import receive
+from hub.logs import loggable_id
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,20 @@ class LogicalAddress(Unicode):  # type: ignore[misc]
 
 
 ResultCode = Enum("OK", "INFO", "ERROR", type_name="ResultCodeEnum")
+
+
+class UnknownOperation(ResourceNotFoundError):  # type: ignore[misc]
+    """The body element names no operation of this service: Spyne's fault, with a fixed text.
+
+    Spyne's own text repeats the element's qualified name, which the sender chose freely.
+    """
+
+    def __init__(self) -> None:
+        Fault.__init__(
+            self,
+            self.CODE,
+            "The first element of the SOAP Body is not an operation of this service",
+        )
 
 
 class PreParsedSoap11(Soap11):  # type: ignore[misc]
@@ -75,7 +90,7 @@ class PreParsedSoap11(Soap11):  # type: ignore[misc]
         """
         handles = self.get_call_handles(ctx)
         if not handles:
-            raise ResourceNotFoundError(ctx.method_request_string)
+            raise UnknownOperation()
         if len(handles) > 1:
             return list(super().generate_method_contexts(ctx))
         ctx.descriptor = handles[0]
@@ -118,7 +133,10 @@ class ResponderService(ServiceBase):  # type: ignore[misc]
             )
         except Exception:
             # Details (which may hold personal data) stay in our log; the caller gets a short text.
-            log.exception("inbound call failed (correlation id %s)", env[ENV_META].correlation_id)
+            log.exception(
+                "inbound call failed (correlation id %s)",
+                loggable_id(env[ENV_META].correlation_id),
+            )
             raise Fault("Server", "Technical error in the producer; try again later") from None
         # The answer is one of a few fixed shapes: written by our serialiser (the same bytes every
         # time for OK), which Spyne sends as is instead of building its own tree per call.

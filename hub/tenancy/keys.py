@@ -135,6 +135,11 @@ def masked_personnummer(cipher: RegionCipher, sealed: bytes) -> str:
         return UNREADABLE
 
 
+def _secret_aad(purpose: str) -> bytes:
+    # Its own prefix: a sealed secret is never mistaken for a wrapped region key (region-key:…).
+    return f"hub-secret:{purpose}".encode()
+
+
 def _derive(
     data_key: bytes, lan_code: str, key_ref: bytes, destroyed_at: datetime | None
 ) -> RegionCipher:
@@ -160,8 +165,30 @@ class KeyStore:
 
     def __init__(self, master_key: bytes) -> None:
         self._master = AESGCM(master_key)
+        self._master_key = master_key
         self._cache: dict[str, RegionCipher] = {}
         self._lock = threading.Lock()
+
+    def seal(self, plaintext: bytes, purpose: str) -> bytes:
+        """Encrypt a hub secret (a user's TOTP secret) under the master key, bound to
+        ``purpose`` (e.g. ``totp:alice``) so one sealed value cannot stand in for another."""
+        nonce = os.urandom(_NONCE)
+        return _VERSION + nonce + self._master.encrypt(nonce, plaintext, _secret_aad(purpose))
+
+    def open(self, sealed: bytes, purpose: str) -> bytes:
+        """Decrypt what :meth:`seal` produced for the same ``purpose``; raises
+        :class:`cryptography.exceptions.InvalidTag` for anything else."""
+        if sealed[:1] != _VERSION:
+            raise ValueError("unknown sealed-data version")
+        nonce, body = sealed[1 : 1 + _NONCE], sealed[1 + _NONCE :]
+        return self._master.decrypt(nonce, body, _secret_aad(purpose))
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for ``purpose`` derived from the master key: the same on every node
+        (the web app's signing key for CSRF tokens), never the master key itself."""
+        return HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=f"hub-derived:{purpose}".encode()
+        ).derive(self._master_key)
 
     def create(self, connection: Connection, lan_code: str, *, rekey: bool = False) -> bool:
         """Give a region a fresh data key; return whether one was made.

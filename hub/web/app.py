@@ -1,17 +1,33 @@
-"""The application factory: Flask for pages and health, the SOAP producer mounted beside it."""
+"""The application factory: Flask for pages and health, the SOAP producer mounted beside it.
+
+The web chassis (docs/web.md): server-side sessions (:mod:`hub.web.sessions`), Flask-Login's
+signed-in user as an :class:`~hub.tenancy.access.Actor` (:mod:`hub.web.users`), CSRF tokens on
+every form (Flask-WTF), Swedish and English (Flask-Babel, :mod:`hub.web.i18n`), a request id and
+security headers on every answer (:mod:`hub.web.security`), error pages (:mod:`hub.web.errors`),
+and a class for every endpoint, enforced before every request (:mod:`hub.web.routes`).
+"""
 
 from __future__ import annotations
 
 import gc
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
+from flask_babel import get_locale
+from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from hub.context import Hub, build_hub
 from hub.contract.names import ENDPOINT_PATH
 from hub.producer.endpoint import ProducerEndpoint
-from hub.web import health
+from hub.web import auth, errors, health, home, i18n, security
+from hub.web.routes import Access, classify_endpoint, enforce
+from hub.web.sessions import HubSessionInterface
+from hub.web.users import make_login_manager
+
+#: The app's CSRF protection; a blueprint that takes no cookies (the bearer-token API) is
+#: exempted with ``csrf.exempt(blueprint)``.
+csrf = CSRFProtect()
 
 
 def create_app(hub: Hub | None = None, test_config: dict[str, Any] | None = None) -> Flask:
@@ -22,15 +38,43 @@ def create_app(hub: Hub | None = None, test_config: dict[str, Any] | None = None
     """
     hub = hub or build_hub()
     app = Flask(__name__)
-    app.config.from_mapping(SECRET_KEY=None, MAX_CONTENT_LENGTH=hub.settings.max_body_bytes)
+    app.config.from_mapping(
+        # Signs CSRF tokens; derived from the master key, so every web node has the same one.
+        SECRET_KEY=hub.keys.derive("web-secret-key"),
+        MAX_CONTENT_LENGTH=hub.settings.max_body_bytes,
+        # A form's token lasts as long as its session does (which ends on idle and lifetime).
+        WTF_CSRF_TIME_LIMIT=None,
+    )
     if test_config:
         app.config.update(test_config)
     app.extensions["agenthub"] = hub
-    app.register_blueprint(health.bp)
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True
+    app.session_interface = HubSessionInterface(hub)
+    # Order of what runs before a view: the request id, the CSRF check, the route's class.
+    security.install(app, hub)
+    csrf.init_app(app)
+    make_login_manager().init_app(app)
+    i18n.install(app)
+    app.before_request(enforce)
+    errors.register(app)
+    app.context_processor(_template_globals)
+    for blueprint in (health.bp, auth.bp, home.bp):
+        app.register_blueprint(blueprint)
+    classify_endpoint(app, "static", Access.PUBLIC)
+    pages = security.TrustedProxyScheme(app.wsgi_app, hub.settings)
     app.wsgi_app = DispatcherMiddleware(  # type: ignore[method-assign]
-        app.wsgi_app, {ENDPOINT_PATH: ProducerEndpoint(hub)}
+        pages, {ENDPOINT_PATH: ProducerEndpoint(hub)}
     )
     return app
+
+
+def _template_globals() -> dict[str, Any]:
+    return {
+        "current_locale": str(get_locale() or i18n.LOCALES[0]),
+        "locale_names": i18n.LOCALE_NAMES,
+        "here": request.full_path if request.query_string else request.path,
+    }
 
 
 def serving_app(hub: Hub | None = None) -> Flask:

@@ -1,4 +1,4 @@
-"""Liveness and the landing answer: what the ingress and a newcomer's first request see."""
+"""Liveness for the ingress and operators, and a machine-readable word on what this is."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
 from hub.contract.names import ENDPOINT_PATH
+from hub.web.routes import public
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@public
 def healthz() -> Any:
     """Liveness and database reachability, for the ingress and operators."""
     hub = current_app.extensions["agenthub"]
@@ -24,9 +26,10 @@ def healthz() -> Any:
     return jsonify(status="ok", database="ok", env=hub.settings.env)
 
 
-@bp.get("/")
-def index() -> Any:
-    """Where a newcomer lands: what this is and where the contract lives."""
+@bp.get("/service")
+@public
+def service() -> Any:
+    """What this is and where the contract lives (the workspace itself is at ``/``)."""
     return jsonify(
         service="agenthub",
         contract="ProcessCervixScreeningInformation 1.0 (RIVTA BP 2.1)",

@@ -10,6 +10,7 @@ from werkzeug.serving import run_simple
 
 from hub.config import (
     WEB_KEEPALIVE_SECONDS,
+    WEB_READ_TIMEOUT_SECONDS,
     WEB_REQUEST_TIMEOUT_SECONDS,
     WEB_THREADS,
     WEB_WORKERS,
@@ -19,6 +20,7 @@ from hub.config import (
 from hub.context import build_hub
 from hub.db.migrate import upgrade_all
 from hub.web.app import serving_app
+from hub.web.gthread import worker_hook
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,8 @@ def serve(host: str, port: int, *, workers: int | None = None, threads: int = WE
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("timeout", WEB_REQUEST_TIMEOUT_SECONDS)
             self.cfg.set("keepalive", WEB_KEEPALIVE_SECONDS)
+            # A deadline for reading each request; `timeout` is only a heartbeat.
+            self.cfg.set("post_worker_init", worker_hook(WEB_READ_TIMEOUT_SECONDS))
             # Each worker builds its own pools after the fork; nothing is shared by accident.
             self.cfg.set("preload_app", False)
 

@@ -1,4 +1,4 @@
-"""Alembic environment of the shared hub schema; the connection comes from hub.migrate."""
+"""Alembic environment of the shared hub schema; the connection comes from hub.db.migrate."""
 
 from alembic import context
 

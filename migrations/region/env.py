@@ -1,4 +1,4 @@
-"""Alembic environment of the per-region schema; the connection comes from hub.migrate."""
+"""Alembic environment of the per-region schema; the connection comes from hub.db.migrate."""
 
 from alembic import context
 

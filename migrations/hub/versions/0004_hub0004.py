@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("hsa_id", sa.String(64)),
         sa.Column("password_hash", sa.Text),
         sa.Column("totp_secret_enc", sa.LargeBinary),
+        sa.Column("totp_last_step", sa.BigInteger),
         sa.Column("operator", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
         sa.Column("locked_until", sa.DateTime(timezone=True)),

@@ -3,14 +3,20 @@
 Revision ID: region0005
 Revises: region0004
 
-The outbox gains the decision it is sent on: (decision_id, decision_sha256, decision_outcome,
-decision_final) references decisions(id, content_sha256, outcome, final), and a check refuses a
-row that could be sent without a final approval. Records queued before the review existed have
-no decision: they keep their history if final, and a queued or sending one is moved to failed
-with a text saying why, since no decision of anyone covers it.
+The outbox gains the decision it is sent on: (decision_id, review_record_id, to_lan,
+decision_sha256, decision_outcome, decision_final) references decisions(id, record_id, to_lan,
+content_sha256, outcome, final), one approval queues one outbox record, and a check (written so
+that no NULL lets it pass) refuses a row that could be sent without a final approval. Records
+queued before the review existed have no decision: they keep their history if final, and a
+queued or sending one is moved to failed with a text saying why, since no decision of anyone
+covers it.
 
-Decisions are append-only, and a review record's content and an outbox record's request never
-change: triggers refuse it, on SQLite and on PostgreSQL.
+Decisions are append-only, a record has at most one per step and one final decision, and a
+decision must name its record's content hash, destination and flags, be taken on a record
+waiting for it, and (a second approval) come from another person than the first. A review record
+is stored pending, keeps its content, and moves forward only, to approved, refused or second
+review only with the decision that says so. An outbox record's request, destination and
+approval never change. Triggers enforce it, on SQLite and on PostgreSQL.
 
 The access log gains who (user id, name, HSA-id, role), which woman (keyed hash, masked
 personnummer), the resource, the outcome and the request id.
@@ -26,8 +32,15 @@ depends_on = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
-# Columns of a review record that are its content: fixed once stored.
+# Columns of a review record fixed once stored: its content and everything said about it at
+# intake. What moves is its state and what a decision or a receipt adds.
 _RECORD_CONTENT = (
+    "id",
+    "created_at",
+    "intake_id",
+    "line",
+    "reference",
+    "kind",
     "content_sha256",
     "content_key",
     "content_enc",
@@ -38,15 +51,69 @@ _RECORD_CONTENT = (
     "blocked",
     "objection",
     "flagged",
+    "summary",
+    "check_text",
 )
-# Columns of an outbox record that say what is sent on whose approval: fixed once stored.
+# Columns of an outbox record that say what is sent where on whose approval: fixed once stored.
 _OUTBOX_FIXED = (
     "request_enc",
+    "to_lan",
     "review_record_id",
     "decision_id",
     "decision_sha256",
     "decision_outcome",
     "decision_final",
+)
+
+# Trigger conditions, the same text on SQLite and PostgreSQL (``{false}`` differs).
+_DECISION_MATCHES_RECORD = (
+    "NOT EXISTS (SELECT 1 FROM {t}review_records r WHERE r.id = NEW.record_id"
+    " AND r.content_sha256 = NEW.content_sha256 AND r.to_lan = NEW.to_lan"
+    " AND r.protected_identity = NEW.protected_identity AND r.blocked = NEW.blocked"
+    " AND r.objection = NEW.objection)"
+)
+_DECISION_ON_WAITING = (
+    "NOT EXISTS (SELECT 1 FROM {t}review_records r WHERE r.id = NEW.record_id"
+    " AND ((NEW.step = 1 AND r.state = 'pending')"
+    " OR (NEW.step = 2 AND r.state = 'second_review')))"
+)
+# The same person: the same user id, or the same HSA-id (a person's own), or with neither known
+# on both sides the same name.
+_SECOND_BY_ANOTHER = (
+    "NEW.step = 2 AND NEW.outcome = 'approve' AND NOT EXISTS (SELECT 1 FROM {t}decisions d"
+    " WHERE d.record_id = NEW.record_id AND d.step = 1 AND d.outcome = 'approve' AND NOT d.final"
+    " AND NOT (COALESCE(d.reviewer_user_id = NEW.reviewer_user_id, {false})"
+    " OR COALESCE(d.reviewer_hsa_id = NEW.reviewer_hsa_id, {false})"
+    " OR (d.reviewer_user_id IS NULL AND NEW.reviewer_user_id IS NULL"
+    " AND d.reviewer_hsa_id IS NULL AND NEW.reviewer_hsa_id IS NULL"
+    " AND d.reviewer_name = NEW.reviewer_name)))"
+)
+_STATE_BACKWARDS = (
+    "OLD.state NOT IN ('pending', 'second_review') OR NEW.state = 'pending'"
+    " OR NEW.state NOT IN ('second_review', 'approved', 'refused', 'superseded')"
+)
+_STATE_WITHOUT_DECISION = (
+    "(NEW.state = 'approved' AND NOT EXISTS (SELECT 1 FROM {t}decisions d"
+    " WHERE d.record_id = NEW.id AND d.final AND d.outcome = 'approve'))"
+    " OR (NEW.state = 'refused' AND NOT EXISTS (SELECT 1 FROM {t}decisions d"
+    " WHERE d.record_id = NEW.id AND d.final AND d.outcome = 'refuse'))"
+    " OR (NEW.state = 'second_review' AND NOT EXISTS (SELECT 1 FROM {t}decisions d"
+    " WHERE d.record_id = NEW.id AND NOT d.final AND d.outcome = 'approve'))"
+    " OR (NEW.state = 'superseded' AND NEW.superseded_by IS NULL)"
+)
+
+# (condition, message) of the checks on a new decision and on a review record's state.
+_DECISION_CHECKS = (
+    (_DECISION_MATCHES_RECORD, "a decision names its record''s content, destination and flags"),
+    (_DECISION_ON_WAITING, "a decision is taken on a record waiting for that decision"),
+    (_SECOND_BY_ANOTHER, "a second approval comes from another reviewer than the first"),
+)
+_STATE_CHECKS = (
+    (_STATE_BACKWARDS, "a review record''s state only moves forward"),
+    (
+        _STATE_WITHOUT_DECISION,
+        "a review record is approved, refused or sent to second review only by a decision",
+    ),
 )
 
 
@@ -57,10 +124,14 @@ def _schema() -> str | None:
     return translate.get("region", "region")  # type: ignore[no-any-return]
 
 
+def _sqlite() -> bool:
+    return op.get_bind().dialect.name == "sqlite"
+
+
 def _refuse(name: str, table: str, when: str, message: str) -> None:
     """A trigger that refuses a change to ``table`` (``when``: the trigger event)."""
     schema = _schema()
-    if op.get_bind().dialect.name == "sqlite":
+    if _sqlite():
         op.execute(
             f"CREATE TRIGGER {name} BEFORE {when} ON {table} "
             f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
@@ -72,9 +143,44 @@ def _refuse(name: str, table: str, when: str, message: str) -> None:
     )
 
 
+def _checked(name: str, table: str, when: str, checks: tuple[tuple[str, str], ...]) -> None:
+    """Triggers that refuse a row of ``table`` for which a condition of ``checks`` holds.
+
+    SQLite: one trigger per condition (``WHEN`` … ``RAISE``). PostgreSQL: one function of
+    ``IF`` … ``RAISE`` (SQLSTATE 23000, an IntegrityError to drivers) and one trigger.
+    """
+    schema = _schema()
+    state_only = when.startswith("UPDATE")
+    if _sqlite():
+        for number, (condition, message) in enumerate(checks, 1):
+            test = condition.format(t="", false="0")
+            if state_only:
+                test = f"NEW.state IS NOT OLD.state AND ({test})"
+            op.execute(
+                f"CREATE TRIGGER {name}_{number} BEFORE {when} ON {table} FOR EACH ROW "
+                f"WHEN {test} BEGIN SELECT RAISE(ABORT, '{message}'); END"
+            )
+        return
+    prefix = f'"{schema}".'
+    body = " ".join(
+        f"IF {condition.format(t=prefix, false='FALSE')} THEN "
+        f"RAISE EXCEPTION '{message}' USING ERRCODE = '23000'; END IF;"
+        for condition, message in checks
+    )
+    op.execute(
+        f'CREATE OR REPLACE FUNCTION "{schema}".agenthub_{name}() RETURNS trigger '
+        f"LANGUAGE plpgsql AS $$ BEGIN {body} RETURN NEW; END $$"
+    )
+    guard = " WHEN (NEW.state IS DISTINCT FROM OLD.state)" if state_only else ""
+    op.execute(
+        f'CREATE TRIGGER {name} BEFORE {when} ON "{schema}".{table} FOR EACH ROW{guard} '
+        f'EXECUTE FUNCTION "{schema}".agenthub_{name}()'
+    )
+
+
 def _triggers() -> None:
     schema = _schema()
-    if op.get_bind().dialect.name == "postgresql":
+    if not _sqlite():
         # In the region's own schema, so a backup of one schema (pg_dump -n) restores whole.
         # SQLSTATE 23000 (integrity_constraint_violation): drivers report an IntegrityError.
         op.execute(
@@ -85,6 +191,7 @@ def _triggers() -> None:
         )
     _refuse("decisions_no_update", "decisions", "UPDATE", "decisions are append-only")
     _refuse("decisions_no_delete", "decisions", "DELETE", "decisions are append-only")
+    _checked("decisions_valid", "decisions", "INSERT", _DECISION_CHECKS)
     _refuse(
         "review_records_content_fixed",
         "review_records",
@@ -97,13 +204,26 @@ def _triggers() -> None:
         "DELETE",
         "review records are never deleted",
     )
+    if _sqlite():
+        op.execute(
+            "CREATE TRIGGER review_records_born_pending BEFORE INSERT ON review_records "
+            "FOR EACH ROW WHEN NEW.state IS NOT 'pending' "
+            "BEGIN SELECT RAISE(ABORT, 'a review record is stored pending'); END"
+        )
+    else:
+        op.execute(
+            f'CREATE TRIGGER review_records_born_pending BEFORE INSERT ON "{schema}".review_records '
+            "FOR EACH ROW WHEN (NEW.state IS DISTINCT FROM 'pending') "
+            f"EXECUTE FUNCTION \"{schema}\".agenthub_refuse_change('a review record is stored pending')"
+        )
+    _checked("review_records_state", "review_records", "UPDATE OF state", _STATE_CHECKS)
     _refuse(
         "outbox_approval_fixed",
         "outbox",
         f"UPDATE OF {', '.join(_OUTBOX_FIXED)}",
-        "an outbox record keeps the request and approval it was queued with",
+        "an outbox record keeps the request, destination and approval it was queued with",
     )
-    if op.get_bind().dialect.name == "postgresql":
+    if not _sqlite():
         # Row triggers do not see TRUNCATE.
         for table in ("decisions", "review_records"):
             op.execute(
@@ -208,8 +328,25 @@ def upgrade() -> None:
         sa.Column("receipt_at", sa.DateTime(timezone=True)),
         schema="region",
     )
+    op.create_index(
+        "ix_review_records_queue_flagged",
+        "review_records",
+        ["flagged", "state", "created_at", "id"],
+        schema="region",
+        sqlite_where=sa.text("flagged = 1"),
+        postgresql_where=sa.text("flagged"),
+    )
+    op.create_index(
+        "ix_review_records_superseded_by",
+        "review_records",
+        ["superseded_by"],
+        schema="region",
+        sqlite_where=sa.text("superseded_by IS NOT NULL"),
+        postgresql_where=sa.text("superseded_by IS NOT NULL"),
+    )
     for name, columns in (
         ("ix_review_records_queue", ["state", "created_at", "id"]),
+        ("ix_review_records_queue_to", ["state", "to_lan", "created_at", "id"]),
         ("ix_review_records_intake", ["intake_id", "line"]),
         ("ix_review_records_pnr_hash", ["pnr_hash"]),
         ("ix_review_records_content_key", ["content_key"]),
@@ -241,9 +378,29 @@ def upgrade() -> None:
         sa.Column("batch_size", sa.Integer),
         sa.Column("request_id", sa.String(64)),
         sa.UniqueConstraint(
-            "id", "content_sha256", "outcome", "final", name="uq_decisions_authority"
+            "id",
+            "record_id",
+            "to_lan",
+            "content_sha256",
+            "outcome",
+            "final",
+            name="uq_decisions_authority",
         ),
+        sa.UniqueConstraint("record_id", "step", name="uq_decisions_step"),
         sa.CheckConstraint("outcome IN ('approve', 'refuse')", name="ck_decisions_outcome"),
+        sa.CheckConstraint(
+            "step IN (1, 2) AND (final OR (step = 1 AND outcome = 'approve'))",
+            name="ck_decisions_step",
+        ),
+        sa.CheckConstraint(
+            "(batch_id IS NULL AND batch_size IS NULL)"
+            " OR (batch_id IS NOT NULL AND batch_size IS NOT NULL AND batch_size >= 1)",
+            name="ck_decisions_batch",
+        ),
+        sa.CheckConstraint(
+            "reviewer_name <> '' AND reviewer_role <> '' AND auth_method <> ''",
+            name="ck_decisions_reviewer",
+        ),
         sa.CheckConstraint(
             "batch_id IS NULL OR NOT (protected_identity OR blocked OR objection)",
             name="ck_decisions_flagged_not_bulk",
@@ -257,6 +414,15 @@ def upgrade() -> None:
     )
     op.create_index(
         "ix_decisions_record", "decisions", ["record_id", "decided_at"], schema="region"
+    )
+    op.create_index(
+        "uq_decisions_final",
+        "decisions",
+        ["record_id"],
+        unique=True,
+        schema="region",
+        sqlite_where=sa.text("final = 1"),
+        postgresql_where=sa.text("final"),
     )
     # Queued before the review existed: no decision covers these, so they are never sent.
     op.execute(
@@ -281,15 +447,29 @@ def upgrade() -> None:
         batch.create_foreign_key(
             "fk_outbox_decision",
             "decisions",
-            ["decision_id", "decision_sha256", "decision_outcome", "decision_final"],
-            ["id", "content_sha256", "outcome", "final"],
+            [
+                "decision_id",
+                "review_record_id",
+                "to_lan",
+                "decision_sha256",
+                "decision_outcome",
+                "decision_final",
+            ],
+            ["id", "record_id", "to_lan", "content_sha256", "outcome", "final"],
             referent_schema=_schema(),
         )
+        # No NULL may make it pass: a CHECK passes when NULL, a foreign key with a NULL column
+        # is not checked.
         batch.create_check_constraint(
             "ck_outbox_decided",
-            "(decision_id IS NOT NULL AND decision_outcome = 'approve' AND decision_final)"
-            " OR (decision_id IS NULL AND state IN ('delivered', 'refused', 'failed'))",
+            "(decision_id IS NOT NULL AND review_record_id IS NOT NULL"
+            " AND decision_sha256 IS NOT NULL AND decision_outcome IS NOT NULL"
+            " AND decision_final IS NOT NULL AND decision_outcome = 'approve' AND decision_final)"
+            " OR (decision_id IS NULL AND review_record_id IS NULL AND decision_sha256 IS NULL"
+            " AND decision_outcome IS NULL AND decision_final IS NULL"
+            " AND state IN ('delivered', 'refused', 'failed'))",
         )
+        batch.create_unique_constraint("uq_outbox_decision", ["decision_id"])
     with op.batch_alter_table("access_log", schema=_schema()) as batch:
         batch.add_column(sa.Column("user_id", sa.BigInteger))
         batch.add_column(sa.Column("actor_name", sa.String(200)))
@@ -314,13 +494,24 @@ def _qualified(table: str) -> str:
 
 def downgrade() -> None:
     dialect = op.get_bind().dialect.name
-    for trigger, table in (
+    triggers = [
         ("outbox_approval_fixed", "outbox"),
         ("review_records_no_delete", "review_records"),
         ("review_records_content_fixed", "review_records"),
+        ("review_records_born_pending", "review_records"),
         ("decisions_no_delete", "decisions"),
         ("decisions_no_update", "decisions"),
-    ):
+    ]
+    checked = (
+        ("decisions_valid", "decisions", len(_DECISION_CHECKS)),
+        ("review_records_state", "review_records", len(_STATE_CHECKS)),
+    )
+    for name, table, count in checked:
+        if dialect == "sqlite":
+            triggers += [(f"{name}_{number}", table) for number in range(1, count + 1)]
+        else:
+            triggers.append((name, table))
+    for trigger, table in triggers:
         if dialect == "sqlite":
             op.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         else:
@@ -328,6 +519,8 @@ def downgrade() -> None:
     if dialect == "postgresql":
         for table in ("decisions", "review_records"):
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {_qualified(table)}")
+        for name, _table, _count in checked:
+            op.execute(f'DROP FUNCTION IF EXISTS "{_schema()}".agenthub_{name}()')
     op.drop_index("ix_access_log_pnr_hash", "access_log", schema="region")
     op.drop_index("ix_access_log_at", "access_log", schema="region")
     with op.batch_alter_table("access_log", schema=_schema()) as batch:
@@ -344,6 +537,7 @@ def downgrade() -> None:
         ):
             batch.drop_column(column)
     with op.batch_alter_table("outbox", schema=_schema()) as batch:
+        batch.drop_constraint("uq_outbox_decision", type_="unique")
         batch.drop_constraint("ck_outbox_decided", type_="check")
         batch.drop_constraint("fk_outbox_decision", type_="foreignkey")
         batch.drop_constraint("fk_outbox_review_record", type_="foreignkey")
