@@ -26,7 +26,7 @@ class NoStore:
     def withdraw(self) -> None:
         """Nothing waits for this call."""
 
-    def insert(self, lan_code: str, row: dict[str, Any]) -> bool:
+    def insert(self, lan_code: str, row: dict[str, Any], key_ref: bytes | None = None) -> bool:
         """Drop the row; report it as newly stored."""
         return True
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from hub.config import ConfigError, Settings, load_settings
 from hub.contract.codes import DEFAULT_CODE_LISTS, CodeLists, load_code_lists
 from hub.db import Database
+from hub.db.engines import make_private_dir
 from hub.inbound.groupcommit import GroupCommit
 from hub.logs import configure_logging
 from hub.tenancy.keys import KeyStore, load_master_key
@@ -40,7 +41,7 @@ def build_hub(settings: Settings | None = None) -> Hub:
     """Build the hub's services; reads the environment when no settings are given."""
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(settings.data_dir)  # 0700 where the hub makes it: its files are its own
     codes = DEFAULT_CODE_LISTS
     if settings.code_lists_path:
         try:

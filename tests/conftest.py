@@ -14,6 +14,7 @@ import os
 import random
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -162,6 +163,105 @@ def silent_server() -> Iterator[tuple[str, int]]:
         for conn in accepted:
             conn.close()
         listener.close()
+
+
+class TricklingServer:
+    """A real HTTP server on loopback that answers slowly, or breaks off, as a test asks.
+
+    Each connection reads the request (its headers and ``Content-Length`` bytes), sends ``head``
+    ``head_step`` bytes at a time and ``body`` ``step`` bytes at a time, every ``interval``
+    seconds, and closes the connection after ``close_after`` seconds (or when all is sent). A
+    per-read timeout never fires against it: the next bytes always come in time.
+    """
+
+    def __init__(
+        self,
+        head: bytes,
+        body: bytes = b"",
+        *,
+        interval: float = 0.2,
+        step: int = 1,
+        head_step: int | None = None,
+        close_after: float = 60.0,
+    ) -> None:
+        self.head, self.body, self.interval, self.step = head, body, interval, step
+        self.head_step = head_step or len(head)
+        self.close_after = close_after
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.connections += 1
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        started = time.monotonic()
+        try:
+            conn.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            while len(rest) < length:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                rest += chunk
+            self.requests.append(rest)
+            pieces = [
+                self.head[i : i + self.head_step] for i in range(0, len(self.head), self.head_step)
+            ] + [self.body[i : i + self.step] for i in range(0, len(self.body), self.step)]
+            for index, piece in enumerate(pieces):
+                if self._stop.is_set() or time.monotonic() - started > self.close_after:
+                    return
+                if index:
+                    time.sleep(self.interval)
+                conn.sendall(piece)
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        """Stop accepting and end every connection's answer."""
+        self._stop.set()
+        self._accepting.join(5)
+        self.listener.close()
+        for thread in self._threads:
+            thread.join(5)
+
+
+def http_head(status: str = "200 OK", length: int | None = None, **headers: str) -> bytes:
+    """An HTTP/1.1 response head (status line and headers, with the blank line)."""
+    lines = [f"HTTP/1.1 {status}", "Content-Type: text/xml; charset=utf-8"]
+    if length is not None:
+        lines.append(f"Content-Length: {length}")
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 @pytest.fixture(scope="session")

@@ -53,7 +53,15 @@ from hub.review.records import RecordRefused, Stored, Submission
 from hub.sim.faults import VpCode, VpFault, fault_body, soap_fault
 from hub.tenancy.access import NotFound, Permission, region_scope
 from hub.tenancy.registry import MemberRegion
-from tests.conftest import LiveServer, approve, reviewer_of, scope_of, submit
+from tests.conftest import (
+    LiveServer,
+    TricklingServer,
+    approve,
+    http_head,
+    reviewer_of,
+    scope_of,
+    submit,
+)
 
 A, B, C = "14", "01", "12"
 PAYLOAD = f"{{{RESPONDER_NS}}}cervixScreeningInformation"
@@ -775,3 +783,164 @@ def test_cli_ntjp_sim_serves_the_simulator(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+# --- a hard deadline per call, claims that outlast it, attempts counted once (issue 17) ---------
+
+
+def _trickling(body_bytes: int = 100_000, **kw: Any) -> TricklingServer:
+    """A destination that answers 200 with ``Content-Length`` and then a byte at a time."""
+    return TricklingServer(http_head(length=body_bytes), b"x" * body_bytes, **kw)
+
+
+def _policy(**changes: Any) -> DestinationPolicy:
+    values: dict[str, Any] = {"rate_per_s": 0, "timeout_ms": 1000, "connect_timeout_ms": 500}
+    values.update(changes)
+    return DestinationPolicy(**values)
+
+
+def test_a_destination_that_trickles_its_answer_is_cut_off_at_the_calls_deadline() -> None:
+    policy = _policy()  # read timeout 1 s, connect 0.5 s: a deadline of 1.5 s for the call
+    client = client_module.NtjpClient(ConsumerSettings())
+    # The body a byte at a time, and (second server) the status line and headers too: every
+    # byte comes well within the read timeout, and neither may hold the call past its deadline.
+    servers = [
+        _trickling(interval=0.2, close_after=6.0),
+        TricklingServer(http_head(length=10) + b"x" * 10, head_step=1, close_after=6.0),
+    ]
+    try:
+        for server in servers:
+            client.settings = ConsumerSettings(ntjp_url=server.url + ENDPOINT_PATH)
+            started = time.monotonic()
+            answer = client.call(b"<x/>", "corr-1", policy)
+            took = time.monotonic() - started
+            assert (answer.outcome, answer.code) == ("retry", "TIMEOUT"), answer
+            assert "deadline of 1.5 s" in (answer.text or "")
+            assert 1.4 <= took < 2.5, took
+    finally:
+        client.close()
+        for server in servers:
+            server.stop()
+
+
+def test_an_answer_cut_off_mid_body_is_a_broken_answer_and_never_raises() -> None:
+    # Content-Length says 1000, ten bytes come, then the peer closes.
+    server = TricklingServer(http_head(length=1000), b"0123456789", step=10)
+    client = client_module.NtjpClient(ConsumerSettings(ntjp_url=server.url + ENDPOINT_PATH))
+    try:
+        answer = client.call(b"<x/>", "corr-1", _policy())
+    finally:
+        client.close()
+        server.stop()
+    assert (answer.outcome, answer.code, answer.http_status) == ("retry", "BROKEN", 200)
+    assert answer.text is not None and "broke off" in answer.text
+
+
+def test_claims_outlast_slow_calls_and_every_attempt_is_counted_and_recorded_once(
+    hub: Hub,
+    regions_ab: Any,
+    make_pnr: Callable[[], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hub.db.region_tables import outbox_attempts
+    from hub.outbound import sender as sender_module
+
+    # Leases short enough that records waiting behind slow calls would run out of them.
+    monkeypatch.setattr(sender_module, "LEASE_MARGIN_S", 0.5, raising=False)
+    monkeypatch.setattr(sender_module, "RENEW_EVERY_S", 0.2, raising=False)
+    server = _trickling(interval=0.2, close_after=8.0)
+    ids = queue(hub, make_pnr, n=3)
+    settings = ConsumerSettings(
+        ntjp_url=server.url + ENDPOINT_PATH,
+        default_policy=_policy(concurrency=1, max_attempts=2, pause_ms=10),
+    )
+    try:
+        drain(hub, settings, timeout=40)
+    finally:
+        server.stop()
+    with hub.db.region(A).connect() as connection:
+        records = {
+            row.id: row
+            for row in connection.execute(
+                select(outbox.c.id, outbox.c.state, outbox.c.attempts, outbox.c.fault_code)
+            )
+        }
+        logged = connection.execute(
+            select(outbox_attempts.c.outbox_id, outbox_attempts.c.attempt, outbox_attempts.c.code)
+        ).all()
+    for record_id in ids:
+        row = records[record_id]
+        assert (row.state, row.attempts, row.fault_code) == ("failed", 2, "TIMEOUT")
+        mine = sorted((a.attempt, a.code) for a in logged if a.outbox_id == record_id)
+        assert mine == [(1, "TIMEOUT"), (2, "TIMEOUT")]
+    assert server.connections == 6  # one call per attempt: none made twice
+
+
+def test_an_expired_claims_attempt_is_recorded_as_lost_not_dropped(
+    hub: Hub,
+    regions_ab: Any,
+    platform: tuple[FakePlatform, LiveServer],
+    make_pnr: Callable[[], str],
+) -> None:
+    from hub.db.region_tables import outbox_attempts
+
+    _, server = platform
+    [record_id] = queue(hub, make_pnr)
+    # A worker claimed it (attempt 1 counted) and died mid-call.
+    [dead] = claim(hub, A, B, 1, "dead-worker", timedelta(seconds=30))
+    with hub.db.region(A).begin() as connection:
+        connection.execute(outbox.update().values(claimed_until=outbox.c.created_at))
+    run_senders_once(hub, settings_for(server.url))
+    found = get_record(scope_of(hub, A, "test"), record_id)
+    assert found is not None
+    view, attempts = found
+    assert (view.state, view.attempts) == ("delivered", 2)
+    assert [(a.attempt, a.code) for a in attempts] == [(1, "LEASE"), (2, "OK")]
+    with hub.db.region(A).connect() as connection:
+        assert len(connection.execute(select(outbox_attempts.c.id)).all()) == 2
+    assert dead.attempt == 1
+
+
+def test_an_ended_regions_outbox_is_not_sent_and_a_destroyed_keys_records_fail_saying_why(
+    hub: Hub,
+    regions_ab: Any,
+    platform: tuple[FakePlatform, LiveServer],
+    make_pnr: Callable[[], str],
+) -> None:
+    from datetime import date
+
+    from hub.drops.state import Backoff
+    from hub.outbound.receipts import write_receipts
+    from hub.tenancy.access import system_actor
+    from hub.tenancy.registry import end_agreement, reinstate_region
+
+    fake, server = platform
+    [record_id] = queue(hub, make_pnr)
+    [other_id] = queue(hub, make_pnr, lan=B, to=A)
+    end_agreement(hub.db, hub.keys, A, system_actor("test"), destroy_key=False, today=date.today())
+    with pytest.raises(ValueError, match="not active"):
+        queue(hub, make_pnr)
+    stats = run_senders_once(hub, settings_for(server.url))
+    # Region B's record went; A's waits, unsent and uncounted.
+    assert stats.calls == 1 and len(fake.seen) == 1
+    found = get_record(scope_of(hub, A, "test"), record_id)
+    assert found is not None and (found[0].state, found[0].attempts) == ("queued", 0)
+    # Reinstated with its key kept, it is sent as it was.
+    reinstate_region(hub.db, hub.keys, A, system_actor("test"))
+    run_senders_once(hub, settings_for(server.url))
+    found = get_record(scope_of(hub, A, "test"), record_id)
+    assert found is not None and found[0].state == "delivered"
+    # A record sealed under a key since destroyed fails at once, with the reason, uncalled.
+    [sealed] = queue(hub, make_pnr)
+    end_agreement(hub.db, hub.keys, A, system_actor("test"), destroy_key=True, today=date.today())
+    # Receipts: the destroyed region's are skipped; the run goes on for the others.
+    assert write_receipts(hub, Backoff()) == 1
+    reinstate_region(hub.db, hub.keys, A, system_actor("test"))
+    calls = len(fake.seen)
+    run_senders_once(hub, settings_for(server.url))
+    assert len(fake.seen) == calls
+    found = get_record(scope_of(hub, A, "test"), sealed)
+    assert found is not None
+    assert (found[0].state, found[0].fault_code, found[0].attempts) == ("failed", "KEY", 0)
+    assert found[0].last_error and "destroyed or replaced" in found[0].last_error
+    assert other_id

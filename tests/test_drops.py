@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -268,6 +269,108 @@ def test_unknown_folders_are_refused(env: Env, folder: str) -> None:
         env.drop.list_files(folder)
     with pytest.raises(InvalidDropPath):
         env.drop.move(EXTRACTS, "ok.xml", folder)
+
+
+# -- symbolic links in place of folders (issue 17) ----------------------------------------------
+
+
+def _elsewhere(env: Env) -> Path:
+    """Another region's folder next to this drop, with a file in it (what a link points at)."""
+    other = env.disk.parent / (env.disk.name + "-other")
+    other.mkdir(exist_ok=True)
+    (other / "kvinna.xml").write_text(SWEDISH, encoding="utf-8")
+    if env.owner is not None:
+        os.chown(other, *env.owner)
+        os.chown(other / "kvinna.xml", *env.owner)
+    return other
+
+
+def _link_folder(env: Env, folder: str, target: Path) -> None:
+    """Put a link where ``folder`` is, as a region with write access to its drop could."""
+    path = env.disk / folder
+    shutil.rmtree(path)
+    # A relative target, so that it points at the same place on disk and inside sshd's chroot.
+    path.symlink_to(os.path.relpath(target, path.parent))
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_a_link_in_place_of_a_layout_folder_is_refused_by_every_operation(
+    env: Env, folder: str
+) -> None:
+    other = _elsewhere(env)
+    if folder == EXTRACTS:
+        shutil.rmtree(env.disk / ARCHIVE)
+    _link_folder(env, folder, other)
+    before = sorted(p.name for p in other.iterdir())
+    calls = [
+        lambda: env.drop.list_files(folder),
+        lambda: env.drop.read(folder, "kvinna.xml"),
+        lambda: env.drop.write_atomic(folder, MESSAGE_NAME, b"<x/>"),
+        lambda: env.drop.exists(folder, "kvinna.xml"),
+        lambda: env.drop.remove(folder, "kvinna.xml"),
+        lambda: env.drop.ensure_layout(),
+    ]
+    if folder != EXTRACTS:
+        calls.append(lambda: env.drop.move(folder, "kvinna.xml", REJECTED))
+    for call in calls:
+        with pytest.raises(DropError, match="symbolic link") as caught:
+            call()
+        assert caught.value.permanent
+    # Nothing of the other folder was read, moved, removed or added.
+    assert sorted(p.name for p in other.iterdir()) == before
+    assert (other / "kvinna.xml").read_text(encoding="utf-8") == SWEDISH
+
+
+def test_a_linked_archive_keeps_the_extract_where_it_is(env: Env) -> None:
+    other = _elsewhere(env)
+    env.region_put(EXTRACTS, "extract.csv", b"1;2;3\n")
+    _link_folder(env, ARCHIVE, other)
+    with pytest.raises(DropError, match="symbolic link"):
+        env.drop.move(EXTRACTS, "extract.csv", ARCHIVE, "archived.csv")
+    assert env.names_on_disk(EXTRACTS) == [".archive", "extract.csv"]
+    assert sorted(p.name for p in other.iterdir()) == ["kvinna.xml"]
+
+
+def test_a_drop_whose_root_is_a_link_is_refused(env: Env) -> None:
+    other = _elsewhere(env)
+    for folder in FOLDERS[:1] + FOLDERS[2:]:
+        (other / folder).mkdir(exist_ok=True)
+        if env.owner is not None:
+            os.chown(other / folder, *env.owner)
+    linked = env.disk.parent / (env.disk.name + "-linked")
+    linked.symlink_to(os.path.relpath(other, linked.parent))
+    if isinstance(env.drop, LocalDrop):
+        drop: Drop = LocalDrop(linked)
+    else:
+        assert isinstance(env.drop, SftpDrop)
+        base = env.drop.base_path.rsplit("/", 1)[0] + "/" + linked.name
+        drop = SftpDrop(env.drop.host, env.drop.port, env.drop.username, base, env.drop.settings)
+    with drop:
+        for call in (drop.check, drop.ensure_layout, lambda: drop.list_files(RECEIVED)):
+            with pytest.raises(DropError, match="symbolic link") as caught:
+                call()
+            assert caught.value.permanent
+    assert sorted(p.name for p in (other / RECEIVED).iterdir()) == []
+
+
+def test_a_link_further_up_inside_the_drop_is_refused_too(env: Env) -> None:
+    # extracts/ is real, but a link took the place of extracts/.archive's parent on the way:
+    # here the archive itself is a link into received/, the drop's own other folder.
+    env.region_put(EXTRACTS, "extract.csv", b"1;2;3\n")
+    _link_folder(env, ARCHIVE, env.disk / RECEIVED)
+    with pytest.raises(DropError, match="symbolic link"):
+        env.drop.list_files(ARCHIVE)
+    with pytest.raises(DropError, match="symbolic link"):
+        env.drop.move(EXTRACTS, "extract.csv", ARCHIVE)
+    assert env.names_on_disk(RECEIVED) == []
+
+
+@pytest.mark.parametrize("root", ["drop/../other", "drop/./../other"])
+def test_a_local_drop_root_with_dot_dot_is_refused(tmp_path: Path, root: str) -> None:
+    with pytest.raises(InvalidDropPath):
+        LocalDrop(tmp_path / root)
+    with pytest.raises(ValueError, match=r"\.\."):
+        SftpDrop("127.0.0.1", 22, "u", "/drop/../other", SftpSettings(host_key=None))
 
 
 # -- local folder specifics -------------------------------------------------------------------

@@ -32,6 +32,7 @@ from hub.delivery.run import deliver_all
 from hub.drops.base import ARCHIVE, EXTRACTS, RECEIVED
 from hub.drops.local import LocalDrop
 from hub.drops.regional import DropConfigError, drop_for_region, drop_location
+from hub.drops.state import get_state
 from hub.inbound.retention import purge_region
 from hub.inbound.seed import seed_messages
 from hub.intake import pickup as extracts_module
@@ -501,3 +502,109 @@ def test_concurrent_claims_are_disjoint_and_never_exceed_their_limit(
     assert max(len(batch) for batch in taken) <= 5
     flat = [i for batch in taken for i in batch]
     assert sorted(flat) == sorted(ids)  # every row once, none twice
+
+
+def test_sigterm_ends_the_worker_within_seconds_and_records_the_call_in_flight_as_interrupted(
+    hub: Hub,
+    settings: Settings,
+    add_region: Callable[..., MemberRegion],
+    make_pnr: Callable[[], str],
+) -> None:
+    from hub.db.region_tables import outbox, outbox_attempts
+    from tests.conftest import TricklingServer, approve, http_head
+
+    add_region("14", "SE2321000131", "Västra Götalandsregionen")
+    add_region("01", "SE2321000016", "Region Stockholm")
+    info = sample_information("sample", pnr=make_pnr(), sending_lan="14", today=date.today())
+    record_id = approve(hub, "14", "01", info).record_id
+    # A destination that answers 200, Content-Length: 100000, then one byte every 0.5 s: the
+    # read timeout never fires, and the call's deadline (25 s here) is far off.
+    destination = TricklingServer(http_head(length=100_000), b"x" * 100_000, interval=0.5)
+    env = _env(
+        settings,
+        AGENTHUB_NTJP_URL=destination.url + ENDPOINT_PATH,
+        AGENTHUB_SEND_TIMEOUT_MS="20000",
+        AGENTHUB_SEND_POLL_MS="200",
+    )
+    worker = subprocess.Popen([sys.executable, "-m", "hub.cli", "worker"], cwd=ROOT, env=env)
+    try:
+        _wait(lambda: destination.connections >= 1, 30)
+        time.sleep(1.0)  # the call is well under way, its answer trickling
+        worker.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert worker.wait(10) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        destination.stop()
+    with hub.db.region("14").connect() as connection:
+        record = connection.execute(
+            select(outbox.c.state, outbox.c.attempts, outbox.c.claimed_by).where(
+                outbox.c.id == record_id
+            )
+        ).one()
+        logged = connection.execute(select(outbox_attempts.c.attempt, outbox_attempts.c.code)).all()
+    # The attempt is counted once and recorded; the record waits for the next worker.
+    assert (record.state, record.attempts, record.claimed_by) == ("queued", 1, None)
+    assert [tuple(row) for row in logged] == [(1, "INTERRUPTED")]
+    assert destination.connections == 1
+
+
+@pytest.mark.parametrize("kind", ["local", "sftp"])
+def test_a_linked_folder_in_a_drop_never_hands_another_regions_files_to_the_pickup(
+    hub: Hub,
+    add_region: Callable[..., MemberRegion],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    kind: str,
+) -> None:
+    from hub.jobs.worker import run_once
+
+    disks: dict[str, Path] = {}
+    if kind == "local":
+        for lan, hsa, name in (("14", "SE2321000131", "VGR"), ("01", "SE2321000016", "Sthlm")):
+            add_region(lan, hsa, name)
+            disks[lan] = tmp_path / "drops" / lan
+    else:
+        server: SftpServer = request.getfixturevalue("sftp_server")
+        (tmp_path / "pw").write_text(server.password)
+        for lan, hsa, name in (("14", "SE2321000131", "VGR"), ("01", "SE2321000016", "Sthlm")):
+            base, disks[lan] = server.new_base()
+            add_region(
+                lan,
+                hsa,
+                name,
+                drop_url=f"sftp://{server.username}@{server.host}:{server.port}{base}",
+                drop_settings={
+                    "password_file": str(tmp_path / "pw"),
+                    "host_key": server.host_key_line,
+                },
+            )
+    seed_messages(hub, "14", 3)
+    assert sum(r.delivered for r in deliver_all(hub, FAST, "w1")) == 3
+    received = sorted(p.name for p in (disks["14"] / RECEIVED).iterdir())
+    assert len(received) == 6
+    run_once(hub, FAST)  # 01's layout exists, its drop works
+    # Region 01 (whose systems may write in its drop) puts a link where its extracts/ was:
+    # ln -s ../14/received extracts
+    linked = disks["01"] / EXTRACTS
+    subprocess.run(["rm", "-rf", str(linked)], check=True)
+    linked.symlink_to(os.path.relpath(disks["14"] / RECEIVED, disks["01"]))
+    report = run_once(hub, FAST)  # agenthub worker --once
+    pickup = {r.lan_code: r for r in report.pickup}
+    assert pickup["01"].archived == 0
+    assert report.check["01"] is False  # the probe found the link first: a permanent failure
+    with hub.db.hub.connect() as connection:
+        state = get_state(connection, "01")
+    assert state is not None and state.error_permanent
+    assert state.last_error is not None and "symbolic link" in state.last_error
+    # 14 lost nothing; 01's intake holds nothing of 14's.
+    assert sorted(p.name for p in (disks["14"] / RECEIVED).iterdir()) == received
+    assert waiting_for_intake(hub, "01") == []
+    with hub.db.region("01").connect() as connection:
+        assert connection.execute(select(func.count()).select_from(extracts)).scalar_one() == 0
+    with hub.db.region("14").connect() as connection:
+        states = connection.execute(select(messages.c.delivery_state)).scalars().all()
+    assert states == ["delivered"] * 3

@@ -60,6 +60,7 @@ from hub.sim import (
 )
 from hub.sim.app import DISCOVERY_NS
 from hub.sim.config import sim_config_from_mapping
+from tests.conftest import TricklingServer, http_head
 from tests.sshd import free_port
 
 INSTANCE = "NTjP TEST"
@@ -660,6 +661,27 @@ def test_producer_timeout_is_vp009_without_retry(
     assert "Timeout" in detail
     assert 0.3 <= elapsed < 3
     assert len(fake.received) == 1
+
+
+@pytest.mark.parametrize("where", ["body", "head"])
+def test_a_producer_that_trickles_its_answer_gets_vp009_at_the_timeout(
+    stack: ExitStack, http: requests.Session, where: str
+) -> None:
+    # A byte every 0.2 s: every read comes well within the timeout, the whole answer never does.
+    # The platform's timeout is the call's: VP009 at the timeout, as for a silent producer.
+    if where == "body":
+        slow = TricklingServer(http_head(length=len(OK_ANSWER)), OK_ANSWER, interval=0.2)
+    else:
+        slow = TricklingServer(http_head(length=len(OK_ANSWER)) + OK_ANSWER, head_step=1)
+    stack.callback(slow.stop)
+    route = Route("01", RESPONDER_NS, slow.url + "/producer", timeout_s=1.0)
+    sim = start(stack, base_config(routes=(route,)))
+    started = time.monotonic()
+    detail = assert_vp(call(http, sim, soap_request()), "VP009")
+    elapsed = time.monotonic() - started
+    assert "Timeout" in detail
+    assert 1.0 <= elapsed < 2.5, elapsed
+    assert slow.connections == 1  # a timeout is not retried
 
 
 def test_connection_refused_retries_once_after_pause_then_vp009(

@@ -260,3 +260,39 @@ def test_the_service_description_moved_from_the_root_to_service(client: Any) -> 
     answer = client.get("/service")
     assert answer.json["service"] == "agenthub" and answer.json["wsdl"].endswith("?wsdl")
     assert client.get("/").status_code == 302  # the workspace: sign in first
+
+
+def test_data_that_can_no_longer_be_opened_answers_410_and_a_missing_store_503(
+    hub: Hub, web_users: dict[str, Login], client: Any, make_pnr: Any
+) -> None:
+    from datetime import date
+
+    from hub.inbound.views import list_messages
+    from hub.tenancy.access import system_actor
+    from hub.tenancy.registry import end_agreement
+    from tests.test_producer import envelope, post, result
+
+    probe = Blueprint("sealed", __name__)
+
+    @probe.get("/sealed/<lan>")
+    @authenticated
+    def messages(lan: str) -> Any:
+        return jsonify(count=len(list_messages(scope_for(lan, Permission.READ_METADATA))))
+
+    app = create_app(hub)
+    app.register_blueprint(probe)
+    browser = app.test_client()
+    sign_in(browser, hub, LOGINS["olof"])
+    assert result(post(client, envelope("14", make_pnr()))[1])[0] == "OK"
+    assert browser.get("/sealed/14").json == {"count": 1}
+    end_agreement(
+        hub.db, hub.keys, "14", system_actor("test"), destroy_key=True, today=date.today()
+    )
+    gone = browser.get("/sealed/14")
+    assert gone.status_code == 410 and "Går inte längre att läsa" in gone.text
+    assert "Traceback" not in gone.text and gone.headers["X-Request-Id"] in gone.text
+    if hub.db.is_sqlite:
+        hub.db.region_db_path("01").unlink()
+        missing = browser.get("/sealed/01")
+        assert missing.status_code == 503 and "Regionens lagring saknas" in missing.text
+        assert "region_01.db" not in missing.text  # the page names no path; the log does

@@ -52,6 +52,7 @@ class Action(enum.StrEnum):
     REGION_ADDED = "region.added"
     REGION_UPDATED = "region.updated"
     REGION_ENDED = "region.ended"
+    REGION_REINSTATED = "region.reinstated"
     ALERT_ACKNOWLEDGED = "alert.acknowledged"
     # The operator audit: the people who sign in, and their API tokens.
     USER_ADDED = "user.added"

@@ -28,8 +28,14 @@ from hub.cli import (
 )
 from hub.cli.common import Refused
 from hub.config import ConfigError
+from hub.db import StoreMissing
 from hub.tenancy.access import AccessError
+from hub.tenancy.keys import KeyDestroyed
 from hub.tenancy.registry import RegionError
+
+# What a command may run into that is the request's or the configuration's fault, not a bug:
+# one line on stderr. ValueError covers hub.tenancy.keys.Unreadable (data its key cannot open).
+_REFUSALS = (ConfigError, RegionError, AccessError, KeyDestroyed, StoreMissing, ValueError)
 
 
 class _Group(click.Group):
@@ -38,7 +44,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except (ConfigError, RegionError, AccessError, ValueError) as exc:
+        except _REFUSALS as exc:
             # A LookupError's text is the repr of its argument: show the argument itself.
             text = exc.args[0] if isinstance(exc, LookupError) and exc.args else str(exc)
             raise Refused(str(text)) from None

@@ -14,6 +14,7 @@ from hub.tenancy.registry import (
     MemberRegion,
     end_agreement,
     list_regions,
+    reinstate_region,
     save_region,
     sync_regions,
 )
@@ -122,6 +123,22 @@ def end(state: CliState, lan: str, destroy_key: bool) -> None:
         hub.db, hub.keys, lan, state.actor, destroy_key=destroy_key, today=swedish_today()
     )
     click.echo(f"region {lan}: agreement ended" + ("; key destroyed" if destroy_key else ""))
+
+
+@region_group.command("reinstate")
+@click.option("--lan", required=True)
+@pass_state
+def reinstate(state: CliState, lan: str) -> None:
+    """Re-onboard an ended region (a sync never does); a destroyed key is replaced by a new one.
+
+    What the region stored under a destroyed key stays unreadable and is listed as such.
+    """
+    hub = state.hub
+    upgrade_hub(hub.db)
+    rekeyed = reinstate_region(hub.db, hub.keys, lan, state.actor)
+    hub.router.invalidate(lan)
+    note = "; a new key was made (data under the destroyed one stays unreadable)"
+    click.echo(f"region {lan}: reinstated" + (note if rekeyed else ""))
 
 
 @click.command("sync")

@@ -4,6 +4,6 @@ See :mod:`hub.db.engines` for how stores are laid out (PostgreSQL schemas, or on
 per region), :mod:`hub.db.hub_tables` and :mod:`hub.db.region_tables` for what they hold.
 """
 
-from hub.db.engines import Database, read_once_more_if_lost, region_schema_name
+from hub.db.engines import Database, StoreMissing, read_once_more_if_lost, region_schema_name
 
-__all__ = ["Database", "read_once_more_if_lost", "region_schema_name"]
+__all__ = ["Database", "StoreMissing", "read_once_more_if_lost", "region_schema_name"]

@@ -4,18 +4,31 @@ PostgreSQL: one engine (one pool); the hub schema is ``hub`` and each region's t
 ``region_<län>``, selected per region with ``schema_translate_map``. Embedded default (SQLite): one
 file for the hub and one file per region under the data folder, so a region's data can be moved,
 backed up or destroyed as a unit.
+
+SQLite files are the hub's alone: created mode 0600 (their ``-wal`` and ``-shm`` files follow the
+database file's mode) in folders the hub creates 0700. A region's file is created only by
+:meth:`Database.ensure_region_store` (onboarding, migrations); merely opening a store never
+creates one (SQLite's ``mode=rw``), and a missing store is :class:`StoreMissing`, saying so. Each
+connection remembers which file it opened; a file deleted or replaced under it is noticed when
+the connection is next lent (it is replaced) and before any commit (:class:`StoreMissing`), so
+nothing is committed into a file that is no longer the store.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from hub.config import Settings
 from hub.contract.regions import LAN_CODE_RE
@@ -23,6 +36,51 @@ from hub.db.hub_tables import HUB_SCHEMA
 from hub.db.region_tables import REGION_SCHEMA
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+#: Where a pooled SQLite connection keeps the identity (device, inode) of the file it opened.
+FILE_ID = "agenthub.file_id"
+
+
+class StoreMissing(Exception):
+    """A store's SQLite file is missing, empty, or was deleted or replaced while open.
+
+    The text names the file (never its contents) and what to do.
+    """
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) mode 0700; an existing folder is left as it is."""
+    missing: list[Path] = []
+    here = path
+    while not here.exists():
+        missing.append(here)
+        if here.parent == here:
+            break
+        here = here.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=0o700)
+
+
+def _create_private_file(path: Path) -> bool:
+    """Create an empty file mode 0600 unless it exists; return whether it was created."""
+    make_private_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
 
 
 def region_schema_name(lan_code: str) -> str:
@@ -50,13 +108,64 @@ CONNECT_TIMEOUT_SECONDS = 5
 TCP_USER_TIMEOUT_MS = 10_000
 
 
-def _make_engine(url: str, **kwargs: Any) -> Engine:
+def _watch_sqlite_file(engine: Engine, path: Path, *, must_exist: bool) -> None:
+    """Open ``path`` without ever creating it, and notice it being deleted or replaced."""
+    what = f"the store {path}" if must_exist else f"the database {path}"
+
+    def open_existing(
+        _dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+    ) -> None:
+        # SQLite creates a missing file on open; mode=rw opens only what is there.
+        if must_exist:
+            try:
+                size = os.stat(path).st_size
+            except FileNotFoundError:
+                raise StoreMissing(
+                    f"{what} is missing: restore it from a backup (`agenthub db upgrade` "
+                    "would create an empty one)"
+                ) from None
+            if size == 0:
+                raise StoreMissing(f"{what} is empty: restore it from a backup")
+        cargs[:] = [f"file:{urllib.parse.quote(str(path))}?mode=rw"]
+        cparams["uri"] = True
+
+    def remember(_dbapi_connection: Any, record: Any) -> None:
+        record.info[FILE_ID] = _file_id(path)
+
+    def still_there(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if _file_id(path) != record.info.get(FILE_ID):
+            # Deleted or replaced (restored from a backup) since this connection opened it:
+            # the pool opens a new connection, on the file that is there now (or none).
+            raise DisconnectionError(f"{what} was deleted or replaced")
+
+    def before_commit(connection: Connection) -> None:
+        check_file(connection.info.get(FILE_ID), path, what)
+
+    event.listen(engine, "do_connect", open_existing)
+    event.listen(engine, "connect", remember)
+    event.listen(engine, "checkout", still_there)
+    event.listen(engine, "commit", before_commit)
+
+
+def check_file(opened: tuple[int, int] | None, path: Path, what: str | None = None) -> None:
+    """Raise :class:`StoreMissing` unless ``path`` is still the file a connection opened."""
+    if opened is None or _file_id(path) != opened:
+        raise StoreMissing(
+            f"{what or path} was deleted or replaced while open: nothing is committed to it"
+        )
+
+
+def _make_engine(url: str, *, store: bool = False, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         database = make_url(url).database
-        if database:
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 10}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        if database and database != ":memory:":
+            path = Path(database)
+            if not store:
+                # The hub's own file is made where it is first needed (serve, db upgrade).
+                _create_private_file(path)
+            _watch_sqlite_file(engine, path, must_exist=store)
         return engine
     # Pre-ping: a connection left in the pool across a database restart or failover (or cut by
     # a firewall while idle) is replaced on checkout instead of failing the query that drew it.
@@ -114,6 +223,34 @@ class Database:
         """Path of a region's SQLite file on the embedded default."""
         return self.settings.data_dir / "regions" / f"{region_schema_name(lan_code)}.db"
 
+    def ensure_region_store(self, lan_code: str) -> bool:
+        """Create region ``lan_code``'s SQLite file (mode 0600) if it has none; True if created.
+
+        The only place a region's file is made: onboarding and migrations call it, readers never.
+        On PostgreSQL the schema is made by the migration itself (nothing to do here).
+        """
+        if not self.is_sqlite:
+            return False
+        path = self.region_db_path(lan_code)
+        if path.exists() and path.stat().st_size > 0:
+            return False
+        _create_private_file(path)
+        # A valid, empty SQLite database (header written), so that the store's engine opens it.
+        connection = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode=rw", uri=True)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+        finally:
+            connection.close()
+        self.forget_region(lan_code)  # connections made before (to nothing) are dropped
+        return True
+
+    def check_region_file(self, lan_code: str, opened: tuple[int, int] | None) -> None:
+        """Raise :class:`StoreMissing` unless region ``lan_code``'s file is still the one a
+        connection opened (``opened``: its :data:`FILE_ID`); nothing to check on PostgreSQL."""
+        if self.is_sqlite:
+            path = self.region_db_path(lan_code)
+            check_file(opened, path, f"the store {path}")
+
     def region(self, lan_code: str) -> Engine:
         """Return the engine that reads and writes one region's store, and nothing else."""
         schema = region_schema_name(lan_code)
@@ -121,7 +258,7 @@ class Database:
             engine = self._region_engines.get(lan_code)
             if engine is None:
                 if self.is_sqlite:
-                    base = _make_engine(f"sqlite:///{self.region_db_path(lan_code)}")
+                    base = _make_engine(f"sqlite:///{self.region_db_path(lan_code)}", store=True)
                     engine = base.execution_options(schema_translate_map={REGION_SCHEMA: None})
                 else:
                     engine = self._base.execution_options(

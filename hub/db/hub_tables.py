@@ -46,6 +46,9 @@ regions = Table(
     Column("environment", String(8), nullable=False, default="SIT"),
     Column("active_from", Date),
     Column("active_to", Date),
+    # When ``region end`` ended the agreement: from then on the region is refused everywhere,
+    # whatever its dates say, and ``regions sync`` does not revive it (``region reinstate`` does).
+    Column("ended_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     # The region's review policy: a flagged record (protected identity, blocked data, an
@@ -60,6 +63,8 @@ region_keys = Table(
     # The region's data key, wrapped (AES-GCM) with the hub's master key.
     Column("wrapped_key", LargeBinary),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # When the key was destroyed; kept when ``region reinstate`` gives the region a new one, so
+    # that what was sealed before then is known to be unreadable for good.
     Column("destroyed_at", DateTime(timezone=True)),
 )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -11,6 +13,8 @@ from sqlalchemy import Engine, select, text
 from hub.db.engines import Database, region_schema_name
 from hub.db.hub_tables import HUB_SCHEMA, regions
 from hub.shipped import shipped_dir
+
+log = logging.getLogger(__name__)
 
 
 def alembic_config(name: str) -> Config:
@@ -51,7 +55,8 @@ def upgrade_hub(db: Database, revision: str = "head") -> None:
 
 
 def upgrade_region(db: Database, lan_code: str, revision: str = "head") -> None:
-    """Migrate one region's store (its schema, or its SQLite file)."""
+    """Migrate one region's store (its schema, or its SQLite file, made if it has none)."""
+    db.ensure_region_store(lan_code)
     schema = None if db.is_sqlite else region_schema_name(lan_code)
     _run(db.region(lan_code), "region", schema, revision)
 
@@ -62,5 +67,9 @@ def upgrade_all(db: Database) -> list[str]:
     with db.hub.connect() as connection:
         lan_codes = [row[0] for row in connection.execute(select(regions.c.lan_code))]
     for lan_code in lan_codes:
+        if db.ensure_region_store(lan_code):
+            # A registered region without its file: deleted, or never restored. Say so: what it
+            # held is gone unless restored from a backup (stop, put the file back, start).
+            log.warning("region %s had no store: an empty one was created", lan_code)
         upgrade_region(db, lan_code)
     return lan_codes

@@ -21,8 +21,11 @@ region sees the same message id twice (``docs/drops.md`` explains the rule for i
 
 Failures: a drop error (unreachable, authentication, disk) ends the region's run, gives the
 unfinished claims back and records the failure, which sets the backoff. A message that cannot be
-rendered (its key destroyed, a corrupt body) is retried with its own backoff and marked
-``failed`` after ``max_attempts``; it never blocks the messages behind it.
+rendered (a corrupt body) is retried with its own backoff and marked ``failed`` after
+``max_attempts``; one sealed under a destroyed key (the region since reinstated with a new one)
+can never be opened and is marked ``failed`` at once, saying so. Neither blocks the messages
+behind it. A region whose key is destroyed is skipped with that reason; an ended region whose
+key is kept still gets what the hub received for it before the end.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from hub.audit import AccessEntry, Action, record_access_many
 from hub.clock import utcnow
 from hub.context import Hub
 from hub.contract.personnummer import mask_text
+from hub.db import StoreMissing
 from hub.db.claims import claim, release
 from hub.db.region_tables import messages
 from hub.delivery.files import MessageMeta, ReceivedFiles, render_received
@@ -60,8 +64,8 @@ from hub.drops.base import RECEIVED, Drop, DropError
 from hub.drops.session import region_drop
 from hub.drops.state import backoff_delay
 from hub.jobs.config import JobSettings
-from hub.tenancy.access import system_actor
-from hub.tenancy.keys import KeyDestroyed, RegionCipher
+from hub.tenancy.access import region_cipher, system_actor
+from hub.tenancy.keys import KeyDestroyed, RegionCipher, Unreadable
 from hub.tenancy.registry import MemberRegion, list_regions
 
 log = logging.getLogger(__name__)
@@ -124,7 +128,8 @@ def render(cipher: RegionCipher, row: Row[Any]) -> ReceivedFiles:
 @dataclass
 class _Batch:
     done: list[tuple[str, str, bool]] = field(default_factory=list)  # id, xml name, newly written
-    failed: list[tuple[Row[Any], str]] = field(default_factory=list)
+    # row, error text, permanent (no later attempt can do better: fail it now)
+    failed: list[tuple[Row[Any], str, bool]] = field(default_factory=list)
     untouched: list[str] = field(default_factory=list)
     drop_error: DropError | None = None
 
@@ -134,8 +139,13 @@ def _write_lane(drop: Drop, cipher: RegionCipher, rows: list[Row[Any]]) -> _Batc
     for index, row in enumerate(rows):
         try:
             files = render(cipher, row)
+        except Unreadable as exc:
+            # Sealed under the region's destroyed key (replaced since): no later attempt can
+            # open it. Anything else may be a passing fault, and is retried.
+            batch.failed.append((row, str(exc), cipher.sealed_before(row.received_at)))
+            continue
         except Exception as exc:  # one bad message must not hold up the others
-            batch.failed.append((row, f"{type(exc).__name__}: {exc}"))
+            batch.failed.append((row, f"{type(exc).__name__}: {exc}", False))
             continue
         try:
             # XML first: whoever sees the sidecar can rely on the XML file being complete.
@@ -206,9 +216,9 @@ def _record(
                     for mid, name, new in batch.done
                 ],
             )
-        for row, error in batch.failed:
+        for row, error, permanent in batch.failed:
             attempts = (row.delivery_attempts or 0) + 1
-            final = attempts >= settings.max_attempts
+            final = permanent or attempts >= settings.max_attempts
             wait = backoff_delay(
                 attempts,
                 base_s=settings.backoff_base_s,
@@ -254,8 +264,7 @@ def deliver_region(
             report.skipped = session.skipped
             return report
         try:
-            with hub.db.hub.connect() as connection:
-                cipher = hub.keys.cipher(connection, lan)
+            cipher = region_cipher(hub, lan)  # looked at each run: destroyed elsewhere counts
         except KeyDestroyed:
             report.skipped = "the region's key is destroyed"
             return report
@@ -326,6 +335,11 @@ def _safe(hub: Hub, region: MemberRegion, settings: JobSettings, worker_id: str)
     # A bug or a database hiccup in one region must not end the run for the others.
     try:
         return deliver_region(hub, region, settings, worker_id)
+    except StoreMissing as exc:
+        log.warning("region %s: delivery skipped: %s", region.lan_code, exc)
+        report = DeliveryReport(region.lan_code)
+        report.skipped = str(exc)
+        return report
     except Exception:
         log.exception("region %s: delivery run failed", region.lan_code)
         report = DeliveryReport(region.lan_code)

@@ -18,6 +18,13 @@ with check-then-rename two writers of the same name could race; on servers other
 the hub also checks for the final name before uploading, and every name carries the message id,
 so a duplicate is visible.
 SFTP offers no way to fsync a directory, so the rename itself is as durable as the server makes it.
+
+Links: a region controls its server, and a symbolic link where a folder belongs would point the
+hub at another region's files. SFTP has no directory handles to work relative to, so before every
+operation the hub checks its folder: on OpenSSH the server's ``realpath`` of the folder must be
+exactly the path the hub asked for (one round trip; any link on the way, from the base path down,
+changes it), elsewhere each component is ``lstat``-ed and must be a directory, not a link. A file
+is read only if ``lstat`` says it is a regular file and the opened handle is the same file.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import paramiko
 from cryptography.hazmat.primitives import serialization
@@ -220,6 +228,7 @@ class SftpDrop(Drop):
         self._sftp: paramiko.SFTPClient | None = None
         self._private_key: paramiko.PKey | None = None
         self._fsync_supported = True
+        self._home: str | None = None  # the login folder, canonical (for a relative base path)
 
     @classmethod
     def from_url(cls, url: str, settings: SftpSettings) -> SftpDrop:
@@ -256,6 +265,7 @@ class SftpDrop(Drop):
     def _disconnect(self) -> None:
         sftp, transport = self._sftp, self._transport
         self._sftp = self._transport = None
+        self._home = None
         if sftp is not None:
             with contextlib.suppress(Exception):
                 sftp.close()
@@ -445,13 +455,61 @@ class SftpDrop(Drop):
     def _require_base(self, sftp: paramiko.SFTPClient) -> None:
         # The region's server decides where the account may write: a missing base is permanent.
         try:
-            base = sftp.stat(self.base_path)
+            base = sftp.lstat(self.base_path)
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 raise
             raise DropUnavailable(f"{self.url}: base path does not exist", permanent=True) from exc
+        if base.st_mode is not None and stat.S_ISLNK(base.st_mode):
+            raise DropUnavailable(
+                f"{self.url}: base path is a symbolic link: refused (configure the real path)",
+                permanent=True,
+            )
         if base.st_mode is None or not stat.S_ISDIR(base.st_mode):
             raise DropUnavailable(f"{self.url}: base path is not a directory", permanent=True)
+        self._require_real(sftp, None)
+
+    def _absolute(self, sftp: paramiko.SFTPClient, folder: str | None) -> str:
+        """The absolute path the hub means by ``folder`` (None: the base path), normalised."""
+        base = self.base_path
+        if not base.startswith("/"):
+            if self._home is None:
+                self._home = sftp.normalize(".")
+            base = posixpath.join(self._home, base)
+        return posixpath.normpath(base if folder is None else posixpath.join(base, folder))
+
+    def _require_real(self, sftp: paramiko.SFTPClient, folder: str | None) -> None:
+        """Refuse ``folder`` (None: the base path) unless every component from the server's root
+        down is a real directory: a symbolic link anywhere would point the hub elsewhere."""
+        wanted = self._absolute(sftp, folder)
+        where = f"{self.url}/{folder}" if folder else self.url
+        if self._rename_refuses_existing():
+            # OpenSSH's realpath resolves every link: the answer is the path asked for only if
+            # there is none on the way.
+            real = sftp.normalize(wanted)
+            if real != wanted:
+                raise DropError(
+                    f"{where} is reached through a symbolic link ({wanted} is really {real}): "
+                    "refused (the folders of a drop must be real directories)",
+                    permanent=True,
+                )
+            return
+        here = "/"
+        for part in wanted.strip("/").split("/"):
+            here = posixpath.join(here, part)
+            attrs = sftp.lstat(here)
+            if attrs.st_mode is None or not stat.S_ISDIR(attrs.st_mode):
+                raise DropError(
+                    f"{where}: {here} is a symbolic link or not a directory: refused (the "
+                    "folders of a drop must be real directories)",
+                    permanent=True,
+                )
+
+    def _real_folder(self, sftp: paramiko.SFTPClient, folder: str) -> str:
+        """``folder``'s path on the server, after :meth:`_require_real` (before every use)."""
+        validate_folder(folder)
+        self._require_real(sftp, folder)
+        return self._dir(folder)
 
     # -- the Drop operations ----------------------------------------------------------------
 
@@ -461,19 +519,20 @@ class SftpDrop(Drop):
             self._require_base(sftp)
             for folder in FOLDERS:
                 path = posixpath.join(self.base_path, folder)
-                if self._lexists(sftp, path):
-                    continue
-                try:
-                    sftp.mkdir(path)
-                except OSError:
-                    if not self._lexists(sftp, path):  # another hub node may have made it
-                        raise
+                if not self._lexists(sftp, path):
+                    try:
+                        sftp.mkdir(path)
+                    except OSError:
+                        if not self._lexists(sftp, path):  # another hub node may have made it
+                            raise
+                self._require_real(sftp, folder)
 
     def write_atomic(self, folder: str, name: str, data: bytes) -> bool:
         """Upload to a dot temp name, fsync, verify the size, rename without overwriting."""
         final = self._path(folder, name)
         tmp = posixpath.join(self._dir(folder), temp_name(name))
         with self._remote(f"cannot write {self.url}/{folder}/{name}") as sftp:
+            self._real_folder(sftp, folder)
             # OpenSSH's rename refuses an existing target atomically (link + unlink), so asking
             # first would only cost a round trip per file on the delivery hot path. Other servers
             # may emulate rename carelessly; for them the early check at least keeps a retry
@@ -515,13 +574,18 @@ class SftpDrop(Drop):
         """Whether ``folder/name`` exists on the server."""
         path = self._path(folder, name)
         with self._remote(f"cannot stat {self.url}/{folder}/{name}") as sftp:
+            try:
+                self._real_folder(sftp, folder)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+                return False  # no such folder: no such file
             return self._lexists(sftp, path)
 
     def list_files(self, folder: str) -> list[DropFile]:
         """Regular files only; dot-files, directories, links and unsafe names are skipped."""
-        directory = self._dir(folder)
         with self._remote(f"cannot list {self.url}/{folder}") as sftp:
-            entries = sftp.listdir_attr(directory)
+            entries = sftp.listdir_attr(self._real_folder(sftp, folder))
         files: list[DropFile] = []
         for attr in entries:
             name = attr.filename
@@ -550,18 +614,34 @@ class SftpDrop(Drop):
         """Download a file, refusing (before transferring it) one larger than ``max_bytes``."""
         check_max_bytes(max_bytes)
         path = self._path(folder, name)
-        with (
-            self._remote(f"cannot read {self.url}/{folder}/{name}") as sftp,
-            sftp.open(path, "rb") as f,
-        ):
-            size = f.stat().st_size or 0
-            if size > max_bytes:
-                raise DropFileTooLarge(f"{self.url}/{folder}/{name}: {size} > {max_bytes} bytes")
-            if size:
-                f.prefetch(size)  # pipelined reads: one round trip per window, not per 32 KiB
-            data = f.read(max_bytes + 1)  # the file may have grown since stat
+        with self._remote(f"cannot read {self.url}/{folder}/{name}") as sftp:
+            self._real_folder(sftp, folder)
+            seen = sftp.lstat(path)  # SFTP's open follows links: look first, compare after
+            if seen.st_mode is None or not stat.S_ISREG(seen.st_mode):
+                raise DropError(
+                    f"{self.url}/{folder}/{name} is not a regular file (a link is refused)",
+                    permanent=True,
+                )
+            with sftp.open(path, "rb") as f:
+                data = self._read_open(f, seen, f"{self.url}/{folder}/{name}", max_bytes)
         if len(data) > max_bytes:
             raise DropFileTooLarge(f"{self.url}/{folder}/{name} is larger than {max_bytes} bytes")
+        return data
+
+    @staticmethod
+    def _read_open(f: paramiko.SFTPFile, seen: Any, where: str, max_bytes: int) -> bytes:
+        """Read an opened file that must be the one ``seen`` (lstat) described."""
+        opened = f.stat()
+        same = ("st_mode", "st_uid", "st_gid", "st_size", "st_mtime")
+        if any(getattr(opened, a) != getattr(seen, a) for a in same):
+            # Replaced (by a link, say) between the look and the open: not what was listed.
+            raise DropError(f"{where} changed while it was opened: refused")
+        size = opened.st_size or 0
+        if size > max_bytes:
+            raise DropFileTooLarge(f"{where}: {size} > {max_bytes} bytes")
+        if size:
+            f.prefetch(size)  # pipelined reads: one round trip per window, not per 32 KiB
+        data: bytes = f.read(max_bytes + 1)  # the file may have grown since stat
         return data
 
     def move(self, folder: str, name: str, to_folder: str, to_name: str | None = None) -> None:
@@ -569,6 +649,9 @@ class SftpDrop(Drop):
         source = self._path(folder, name)
         target = self._path(to_folder, name if to_name is None else to_name)
         with self._remote(f"cannot move {source} to {target} on {self.url}") as sftp:
+            self._real_folder(sftp, folder)
+            if to_folder != folder:
+                self._real_folder(sftp, to_folder)
             if self._lexists(sftp, target):
                 # Report a vanished source first, as the local drop does: for a second hub
                 # node racing on the same pick-up, "someone else took it" is the real story.
@@ -589,6 +672,7 @@ class SftpDrop(Drop):
         path = self._path(folder, name)
         with self._remote(f"cannot remove {self.url}/{folder}/{name}") as sftp:
             try:
+                self._real_folder(sftp, folder)
                 sftp.remove(path)
             except OSError as exc:
                 if exc.errno != errno.ENOENT:

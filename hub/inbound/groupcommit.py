@@ -11,6 +11,14 @@ An answer therefore still means "committed"; what is shared is the round trips a
 No thread of its own: a writer thread cost every call two more context switches and a turn at
 the GIL (bench/inbound.py).
 
+A message is stored only while its region is live under the key it was sealed with: in the same
+transaction as the insert (PostgreSQL: the same statement), the region's key row must still hold
+the very key (as wrapped) that the row was sealed with. Ending a region changes that row (the key
+is destroyed, or wrapped anew), so a call for a region another process ended a moment ago is
+refused (:class:`RegionClosed`), never stored under a key that is gone or for a region that is
+over; web processes need no query per call to learn of an end, only one primary-key lookup per
+region and batch.
+
 A resend is caught by the unique content hash (``ON CONFLICT DO NOTHING``), also when both copies
 arrive in the same batch. When a batch fails as a whole, each of its messages is retried in a
 transaction of its own, so one bad row fails only its own call. A batch whose connection was lost
@@ -32,12 +40,14 @@ from typing import Any
 import orjson
 import psycopg2
 from psycopg2 import sql
-from sqlalchemy import JSON
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import JSON, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from hub.db import Database, region_schema_name
+from hub.db.engines import FILE_ID, StoreMissing
+from hub.db.hub_tables import HUB_SCHEMA, region_keys
 from hub.db.region_tables import messages
 
 log = logging.getLogger(__name__)
@@ -73,10 +83,25 @@ _SQLITE_INSERT = (
 # sent as text (psycopg2 does not encode a dict; PostgreSQL casts the text).
 _COLUMNS = frozenset(c.name for c in messages.columns)
 _JSON_COLUMNS = frozenset(c.name for c in messages.columns if isinstance(c.type, JSON))
+# A guarded share inserts from a VALUES list behind a WHERE (see _insert_postgresql), where
+# PostgreSQL cannot take a column's type from the target: each value is cast to it.
+_PG_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+_PG_TYPES = {c.name: c.type.compile(dialect=_PG_DIALECT) for c in messages.columns}
+# The key a region is live under now (as wrapped; None once destroyed).
+_LIVE_KEY = select(region_keys.c.wrapped_key)
+# The guard of a share on PostgreSQL (one primary-key lookup, in the insert's own statement).
+_PG_GUARD = "EXISTS (SELECT 1 FROM hub.region_keys WHERE lan_code = %s AND wrapped_key = %s)"
+assert HUB_SCHEMA == "hub"  # named in _PG_GUARD, the one statement not built by SQLAlchemy
 
 
 class StoreError(Exception):
     """The database refused a message row. The text names the error, never the row's values."""
+
+
+class RegionClosed(Exception):
+    """Nothing was stored: when the batch was written the region was ended, or its key was not
+    (any more) the one the row was sealed with (destroyed, or replaced by ``region reinstate``).
+    """
 
 
 def _without_values(exc: BaseException) -> BaseException:
@@ -107,6 +132,9 @@ class _Pending:
     settled: bool = False
     inserted: bool = False
     error: BaseException | None = None
+    # The region key the row is sealed with (RegionCipher.key_ref); None: stored unguarded.
+    key_ref: bytes | None = None
+    closed: bool = False
 
 
 class GroupCommit:
@@ -121,7 +149,7 @@ class GroupCommit:
         self._batches = 0
         self._summary_at = time.monotonic()
         # The leaders' statements by schema and columns.
-        self._statements: dict[tuple[str, tuple[str, ...]], bytes] = {}
+        self._statements: dict[tuple[str, tuple[str, ...], bool], bytes] = {}
         self._start_in_this_process()
 
     def _start_in_this_process(self) -> None:
@@ -142,13 +170,16 @@ class GroupCommit:
         self._raw: PoolProxiedConnection | None = None
         self._pid = os.getpid()
 
-    def insert(self, lan_code: str, row: dict[str, Any]) -> bool:
+    def insert(self, lan_code: str, row: dict[str, Any], key_ref: bytes | None = None) -> bool:
         """Insert one message row into a region's store; wait until it is committed.
 
         Returns False when a message with the same content hash was already stored (a resend).
-        Raises what the database raised for this row, or TimeoutError when no commit came in time.
+        With ``key_ref`` (the key the row is sealed with) the row is stored only if, in the same
+        transaction, the region is not ended and its key is still that one; else
+        :class:`RegionClosed`. Raises what the database raised for this row, or TimeoutError
+        when no commit came in time.
         """
-        pending = _Pending(lan_code, row)
+        pending = _Pending(lan_code, row, key_ref=key_ref)
         if self._pid != os.getpid():
             self._start_in_this_process()
         with self._lock:
@@ -165,6 +196,8 @@ class GroupCommit:
             leads, pending.leads = pending.leads, False
         if pending.error is not None:
             raise pending.error
+        if pending.closed:
+            raise RegionClosed(f"region {lan_code} is ended or its key is not the row's")
         return pending.inserted
 
     def _wait(self, pending: _Pending) -> None:
@@ -287,7 +320,7 @@ class GroupCommit:
 
     def _finish(self, item: _Pending) -> None:
         # Counted before the caller is woken, so a summary never lags behind an answer.
-        if item.error is None:
+        if item.error is None and not item.closed:
             counts = self._stored if item.inserted else self._resends
             counts[item.lan_code] = counts.get(item.lan_code, 0) + 1
         item.settled = True
@@ -354,16 +387,45 @@ class GroupCommit:
         """Insert each region's share and commit; return what marks each call once committed."""
         if self.db.is_sqlite:
             ((lan_code, items),) = by_region.items()
-            # The region's own engine points at its own file.
-            with self.db.region(lan_code).begin() as connection:
-                first_of = _first_copies(items)
-                rows = [item.row for item in first_of.values()]
-                new = {row[0] for row in connection.execute(_SQLITE_INSERT, rows)}
-            return [_settler(items, first_of, new)]
-        firsts = {lan_code: _first_copies(items) for lan_code, items in by_region.items()}
+            # The region's file and the hub's are two databases: the registry is read first, and
+            # that read is where the batch takes its place before or after an end committed by
+            # another process (as a PostgreSQL statement's snapshot is, below).
+            live = self._live_key(lan_code) if any(i.key_ref for i in items) else None
+            admitted: list[_Pending] = []
+            refused: list[_Pending] = []
+            for item in items:
+                (admitted if item.key_ref is None or item.key_ref == live else refused).append(item)
+            settles = [_settler(refused, {}, None)]
+            if admitted:
+                # The region's own engine points at its own file.
+                with self.db.region(lan_code).begin() as connection:
+                    first_of = _first_copies(admitted)
+                    rows = [item.row for item in first_of.values()]
+                    new = {row[0] for row in connection.execute(_SQLITE_INSERT, rows)}
+                    opened = connection.info.get(FILE_ID)
+                # Committed into the file this connection opened; an answer OK must also mean
+                # it can be read again: that file must still be the store (not deleted, not
+                # replaced while the batch was written), or the calls get a Server fault and the
+                # platform sends them again.
+                self.db.check_region_file(lan_code, opened)
+                settles.append(_settler(admitted, first_of, new))
+            return settles
+        # A share: one region's rows sealed with one key (a region has one key, except for the
+        # calls in flight when another process replaced it).
+        groups: list[tuple[str, bytes | None, list[_Pending]]] = []
+        for lan_code, items in by_region.items():
+            by_key: dict[bytes | None, list[_Pending]] = {}
+            for item in items:
+                by_key.setdefault(item.key_ref, []).append(item)
+            groups.extend((lan_code, key_ref, share) for key_ref, share in by_key.items())
+        firsts = [_first_copies(share) for _, _, share in groups]
         shares = [
-            (region_schema_name(lan_code), [item.row for item in first_of.values()])
-            for lan_code, first_of in firsts.items()
+            (
+                region_schema_name(lan_code),
+                [item.row for item in first_of.values()],
+                None if key_ref is None else (lan_code, key_ref),
+            )
+            for (lan_code, key_ref, _), first_of in zip(groups, firsts, strict=True)
         ]
         for attempt in (1, 2):
             connection = self._postgresql()
@@ -380,10 +442,22 @@ class GroupCommit:
                 # CONFLICT then reports those rows as already stored, and each call answers with
                 # the stored answer, which is its own (same content, same message id).
                 log.warning("database connection lost while writing a batch; writing it again")
+        outcome: list[set[str] | None] = list(new_by_share)
+        for index, (lan_code, key_ref, _) in enumerate(groups):
+            if key_ref is not None and not outcome[index] and self._live_key(lan_code) != key_ref:
+                # Nothing of a guarded share went in: all resends, or its guard refused it. The
+                # key's row says which (an end changes it; it never changes back).
+                outcome[index] = None
         return [
-            _settler(by_region[lan_code], first_of, new)
-            for (lan_code, first_of), new in zip(firsts.items(), new_by_share, strict=True)
+            _settler(share, first_of, new)
+            for (_, _, share), first_of, new in zip(groups, firsts, outcome, strict=True)
         ]
+
+    def _live_key(self, lan_code: str) -> bytes | None:
+        """The key (as wrapped) region ``lan_code`` is live under now; None when it has none."""
+        with self.db.hub.connect() as connection:
+            value = connection.execute(_LIVE_KEY.where(region_keys.c.lan_code == lan_code)).scalar()
+        return None if value is None else bytes(value)
 
     def _postgresql(self) -> Any:
         # The leaders keep one connection of their own, straight psycopg2: SQLAlchemy's checkout,
@@ -429,31 +503,40 @@ class GroupCommit:
         return True
 
     def _insert_postgresql(
-        self, cursor: Any, shares: list[tuple[str, list[dict[str, Any]]]]
-    ) -> list[set[str]]:
-        """Insert each schema's rows, all in one statement; return each share's new content hashes.
+        self, cursor: Any, shares: list[tuple[str, list[dict[str, Any]], tuple[str, bytes] | None]]
+    ) -> list[set[str] | None]:
+        """Insert each share's rows, all in one statement; return each share's new content hashes.
 
+        A share is (schema, rows, guard); a guard (län code, key as wrapped) admits the rows only
+        if the region's key row holds that key, judged in this statement's snapshot (an end
+        committed before it started is seen; one committed later orders after this batch). A
+        guarded share's rows are selected from their VALUES list behind that condition.
         One region: ``INSERT … RETURNING``. Several: one data-modifying CTE per region, whose
         results the outer SELECT tags with the share's index. Either way one round trip, and the
         statement commits or fails as a whole.
         """
         parts: list[bytes] = []
-        for schema, rows in shares:
+        for schema, rows, guard in shares:
             columns = tuple(rows[0])
             if any(tuple(row) != columns for row in rows) or not set(columns) <= _COLUMNS:
                 raise ValueError("message rows of one batch must have the same, known columns")
-            head = self._statements.get((schema, columns))
+            guarded = guard is not None
+            head = self._statements.get((schema, columns, guarded))
             if head is None:
                 # The schema name comes from region_schema_name (two digits); composed once.
+                into = sql.SQL(
+                    "INSERT INTO {}.messages ({}) SELECT * FROM (VALUES "
+                    if guarded
+                    else "INSERT INTO {}.messages ({}) VALUES "
+                )
                 head = (
-                    sql.SQL("INSERT INTO {}.messages ({}) VALUES ")
-                    .format(
+                    into.format(
                         sql.Identifier(schema), sql.SQL(", ").join(map(sql.Identifier, columns))
                     )
                     .as_string(cursor)
                     .encode()
                 )
-                self._statements[(schema, columns)] = head
+                self._statements[(schema, columns, guarded)] = head
             json_at = [i for i, name in enumerate(columns) if name in _JSON_COLUMNS]
             values: list[Any] = []
             for row in rows:
@@ -464,12 +547,15 @@ class GroupCommit:
                 values.extend(value)
             # One mogrify for the whole VALUES list (execute_values mogrifies row by row and
             # re-tokenises the statement every batch: a sixth of the writer's CPU).
-            row_template = "(" + ",".join(["%s"] * len(columns)) + ")"
-            parts.append(
-                head
-                + cursor.mogrify(",".join([row_template] * len(rows)), values)
-                + b" ON CONFLICT (content_hash) DO NOTHING RETURNING content_hash"
-            )
+            if guarded:
+                # Behind a WHERE the VALUES list cannot take its types from the target: cast.
+                row_template = "(" + ",".join(f"%s::{_PG_TYPES[c]}" for c in columns) + ")"
+            else:
+                row_template = "(" + ",".join(["%s"] * len(columns)) + ")"
+            part = head + cursor.mogrify(",".join([row_template] * len(rows)), values)
+            if guard is not None:
+                part += b") AS v WHERE " + cursor.mogrify(_PG_GUARD, guard)
+            parts.append(part + b" ON CONFLICT (content_hash) DO NOTHING RETURNING content_hash")
         if len(parts) == 1:
             cursor.execute(parts[0])
             return [{row[0] for row in cursor.fetchall()}]
@@ -478,9 +564,11 @@ class GroupCommit:
             b"SELECT %d, content_hash FROM s%d" % (i, i) for i in range(len(parts))
         )
         cursor.execute(b"WITH " + ctes + b" " + union)
-        new: list[set[str]] = [set() for _ in parts]
+        new: list[set[str] | None] = [set() for _ in parts]
         for index, content_hash in cursor.fetchall():
-            new[index].add(content_hash)
+            hashes = new[index]
+            assert hashes is not None
+            hashes.add(content_hash)
         return new
 
 
@@ -496,7 +584,8 @@ def _database_failed(exc: BaseException) -> bool:
     exc = _driver_error(exc)
     # psycopg2's QueryCanceledError (statement timeout) and a lost connection are both
     # OperationalErrors, as are SQLite's "database is locked" and disk errors.
-    return isinstance(exc, (psycopg2.OperationalError, sqlite3.OperationalError))
+    # A store file deleted or replaced under it is the database failing too.
+    return isinstance(exc, (psycopg2.OperationalError, sqlite3.OperationalError, StoreMissing))
 
 
 def _first_copies(items: Sequence[_Pending]) -> dict[str, _Pending]:
@@ -508,10 +597,14 @@ def _first_copies(items: Sequence[_Pending]) -> dict[str, _Pending]:
 
 
 def _settler(
-    items: Sequence[_Pending], first_of: dict[str, _Pending], new: set[str]
+    items: Sequence[_Pending], first_of: dict[str, _Pending], new: set[str] | None
 ) -> Callable[[], None]:
+    # ``new`` None: the share's region was not live under its key; none of it was stored.
     def settle() -> None:
         for item in items:
+            if new is None:
+                item.closed = True
+                continue
             item.inserted = first_of[item.row["content_hash"]] is item and (
                 item.row["content_hash"] in new
             )
@@ -519,4 +612,4 @@ def _settler(
     return settle
 
 
-__all__ = ["COMMIT_WAIT_SECONDS", "GroupCommit", "StoreError"]
+__all__ = ["COMMIT_WAIT_SECONDS", "GroupCommit", "RegionClosed", "StoreError"]

@@ -14,7 +14,7 @@ from hub.clock import swedish_today
 from hub.context import Hub
 from hub.contract.names import PAYLOAD_TAG
 from hub.contract.validate import validate_request
-from hub.inbound.store import CallMeta, store_message
+from hub.inbound.store import CallMeta, NotReceiving, store_message
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,9 @@ def receive(
     ``body_element`` is the operation element as :func:`hub.contract.parse.parse_request` read it.
 
     ERROR answers store nothing in any region (the call counts as not received). A resend of the
-    same content to the same region is stored once and gets the first answer again.
+    same content to the same region is stored once and gets the first answer again. A region
+    that was ended (or its key destroyed) gets ERROR at once, whichever process ended it: not a
+    fault, which the platform would resend for the rest of the day.
     """
     # A batch being written waits for this call while it is validated (hub.inbound.groupcommit).
     hub.inbound.announce()
@@ -54,17 +56,20 @@ def receive(
         info_element = body_element.find(PAYLOAD_TAG)
         assert info_element is not None  # the XSD made sure it is there
         lan_code = route.region.lan_code
-        stored = store_message(
-            hub,
-            lan_code,
-            verdict.information,
-            info_element,
-            raw_body,
-            verdict.result_code,
-            verdict.result_text(),
-            meta,
-            logical_address or "",
-        )
+        try:
+            stored = store_message(
+                hub,
+                lan_code,
+                verdict.information,
+                info_element,
+                raw_body,
+                verdict.result_code,
+                verdict.result_text(),
+                meta,
+                logical_address or "",
+            )
+        except NotReceiving as refused:
+            return Answer("ERROR", str(refused))
         return Answer(
             stored.result_code, stored.result_text, stored.message_id, lan_code, stored.duplicate
         )

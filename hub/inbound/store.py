@@ -21,8 +21,11 @@ from hub.contract.canonical import canonical_bytes
 from hub.contract.model import CervixScreeningInformation
 from hub.db import read_once_more_if_lost
 from hub.db.region_tables import messages
+from hub.inbound.groupcommit import RegionClosed
 from hub.tenancy.access import region_cipher
-from hub.tenancy.keys import RegionCipher
+from hub.tenancy.keys import KeyDestroyed, RegionCipher
+from hub.tenancy.registry import get_region
+from hub.tenancy.routing import ended_reason
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,11 @@ class CallMeta:
     sender_hsaid: str | None = None
     original_consumer_hsaid: str | None = None
     correlation_id: str | None = None
+
+
+class NotReceiving(Exception):
+    """The region no longer receives (ended, or its key destroyed): the call is answered ERROR
+    with this text and stored nowhere."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,23 @@ def _first_answer(hub: Hub, lan_code: str, content_hash: str) -> Any:
     )
 
 
+def _live_cipher(hub: Hub, lan_code: str) -> RegionCipher:
+    """The region's cipher, read now, for a region not ended: else :class:`NotReceiving`.
+
+    The key is read first and the registry after it: an end committed in between is seen here,
+    and one committed later changes the key's row, which the group commit's guard then refuses.
+    """
+    try:
+        cipher = region_cipher(hub, lan_code)
+    except KeyDestroyed:
+        raise NotReceiving(ended_reason(lan_code)) from None
+    region = read_once_more_if_lost(hub.db.hub, lambda connection: get_region(connection, lan_code))
+    if region is None or region.ended_at is not None:
+        hub.keys.forget(lan_code)
+        raise NotReceiving(ended_reason(lan_code))
+    return cipher
+
+
 def store_message(
     hub: Hub,
     lan_code: str,
@@ -114,26 +139,49 @@ def store_message(
     """Seal and store one validated message in region ``lan_code``'s store; wait for the commit.
 
     A resend of content the region already holds is stored once: the first message is returned
-    (``duplicate``), with the answer it got.
+    (``duplicate``), with the answer it got. Raises :class:`NotReceiving` when the region was
+    ended or its key destroyed, here or in another process, however recently.
     """
-    cipher = region_cipher(hub, lan_code)
     message_id = str(uuid.uuid4())
-    row = message_row(
-        cipher,
-        information,
-        canonical_bytes(info_element),
-        raw_body,
-        message_id=message_id,
-        received_at=utcnow(),
-        logical_address=logical_address,
-        meta=meta,
-        result_code=result_code,
-        result_text=result_text,
-    )
+    content = canonical_bytes(info_element)
+    received_at = utcnow()
+
+    def sealed(cipher: RegionCipher) -> dict[str, Any]:
+        return message_row(
+            cipher,
+            information,
+            content,
+            raw_body,
+            message_id=message_id,
+            received_at=received_at,
+            logical_address=logical_address,
+            meta=meta,
+            result_code=result_code,
+            result_text=result_text,
+        )
+
+    cipher = hub.keys.cached(lan_code) or _live_cipher(hub, lan_code)
+    row = sealed(cipher)
+    try:
+        inserted = hub.inbound.insert(lan_code, row, key_ref=cipher.key_ref)
+    except RegionClosed:
+        # The key's row changed since this process cached it: another process ended the region
+        # (destroyed its key, or wrapped it anew) or reinstated it with a new key. Nothing was
+        # stored. Only a live region is worth sealing for again; the router forgets the region,
+        # so that its next call is refused up front.
+        hub.router.invalidate(lan_code)
+        fresh = _live_cipher(hub, lan_code)
+        if fresh.key_ref == cipher.key_ref:
+            raise NotReceiving(ended_reason(lan_code)) from None
+        row = sealed(fresh)
+        try:
+            inserted = hub.inbound.insert(lan_code, row, key_ref=fresh.key_ref)
+        except RegionClosed:
+            raise NotReceiving(ended_reason(lan_code)) from None
     content_hash = row["content_hash"]
     # Committed together with the other calls in flight (hub.inbound.groupcommit); the row itself
     # records who sent it and when, so receiving needs no access-log line.
-    if not hub.inbound.insert(lan_code, row):
+    if not inserted:
         # The unique content hash caught a resend (possibly a concurrent one): answer as before.
         first = _first_answer(hub, lan_code, content_hash)
         if first is None:

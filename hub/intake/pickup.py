@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from hub.audit import Action, record_access
 from hub.clock import utcnow
 from hub.context import Hub
+from hub.db import StoreMissing
 from hub.db.region_tables import extracts
 from hub.drops.base import (
     ARCHIVE,
@@ -170,9 +171,12 @@ def _pickup_file(
 def pickup_region(
     hub: Hub, region: MemberRegion, settings: JobSettings, worker_id: str
 ) -> PickupReport:
-    """One pick-up run for one region."""
+    """One pick-up run for one region; an ended region's extracts are left where they are."""
     lan = region.lan_code
     report = PickupReport(lan)
+    if region.ended_at is not None:
+        report.skipped = "the region's agreement has ended"
+        return report
     engine = hub.db.region(lan)
     with region_drop(hub, region, settings.backoff) as session:
         if session.skipped:
@@ -202,6 +206,8 @@ def pickup_all(hub: Hub, settings: JobSettings, worker_id: str) -> list[PickupRe
     for region in regions:
         try:
             reports.append(pickup_region(hub, region, settings, worker_id))
+        except StoreMissing as exc:
+            log.warning("region %s: extract pick-up skipped: %s", region.lan_code, exc)
         except Exception:
             log.exception("region %s: extract pick-up failed", region.lan_code)
     return reports

@@ -45,6 +45,7 @@ from sqlalchemy import delete, insert, update
 
 from hub.clock import utcnow
 from hub.context import Hub
+from hub.db import StoreMissing
 from hub.db.hub_tables import worker_heartbeats
 from hub.delivery.run import DeliveryReport, deliver_all
 from hub.drops.session import region_drop
@@ -126,10 +127,15 @@ def purge_all(hub: Hub, settings: JobSettings, now: datetime | None = None) -> d
         connection.execute(
             delete(worker_heartbeats).where(worker_heartbeats.c.seen_at < now - timedelta(days=1))
         )
-    return {
-        r.lan_code: purge_region(hub, r.lan_code, settings.body_retention_days, now)
-        for r in regions
-    }
+    purged: dict[str, int] = {}
+    for region in regions:
+        try:
+            purged[region.lan_code] = purge_region(
+                hub, region.lan_code, settings.body_retention_days, now
+            )
+        except StoreMissing as exc:  # one region's missing store must not hold up the rest
+            log.warning("region %s: retention skipped: %s", region.lan_code, exc)
+    return purged
 
 
 def _guarded(name: str, fn: Callable[[], object]) -> Callable[[], None]:

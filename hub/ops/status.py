@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from hub.clock import as_utc, utcnow
 from hub.context import Hub
+from hub.db import StoreMissing
 from hub.db.hub_tables import worker_heartbeats
 from hub.db.region_tables import messages
 from hub.drops.regional import drop_location
@@ -66,15 +67,20 @@ def drops_status(hub: Hub, settings: JobSettings, *, check: bool = True) -> list
         states = all_states(connection)
     out: list[DropStatus] = []
     for region in regions:
-        with hub.db.region(region.lan_code).connect() as connection:
-            pending = connection.execute(
-                select(func.count(), func.min(messages.c.received_at)).where(
-                    messages.c.delivery_state == "pending"
-                )
-            ).one()
-            failed = connection.execute(
-                select(func.count()).where(messages.c.delivery_state == "failed")
-            ).scalar_one()
+        store_error: str | None = None
+        pending: Any
+        try:
+            with hub.db.region(region.lan_code).connect() as connection:
+                pending = connection.execute(
+                    select(func.count(), func.min(messages.c.received_at)).where(
+                        messages.c.delivery_state == "pending"
+                    )
+                ).one()
+                failed = connection.execute(
+                    select(func.count()).where(messages.c.delivery_state == "failed")
+                ).scalar_one()
+        except StoreMissing as exc:  # said on the region's line, not a traceback for all
+            store_error, pending, failed = str(exc), (0, None), 0
         state = states.get(region.lan_code)
         out.append(
             DropStatus(
@@ -86,8 +92,11 @@ def drops_status(hub: Hub, settings: JobSettings, *, check: bool = True) -> list
                 backlog=int(pending[0]),
                 oldest_pending_at=as_utc(pending[1]),
                 failed=int(failed),
-                last_error=state.last_error if state and not state.reachable else None,
-                error_permanent=bool(state and state.error_permanent and not state.reachable),
+                last_error=store_error
+                or (state.last_error if state and not state.reachable else None),
+                error_permanent=bool(
+                    store_error or (state and state.error_permanent and not state.reachable)
+                ),
                 failing_since=state.failing_since if state else None,
                 next_attempt_at=state.next_attempt_at if state and not state.reachable else None,
             )

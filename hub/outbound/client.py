@@ -9,11 +9,14 @@ Two halves, used at different times:
 - :class:`NtjpClient` posts those bytes to the platform with SOAPAction and the correlation id,
   over a ``requests`` session carrying the agent's certificate and the platform's CA bundle, and
   turns whatever happens into a :class:`CallResult` that the resend policy (rule #22) acts on.
+  Each call has a hard deadline for the whole exchange (:mod:`hub.outbound.deadline`), so a
+  destination that trickles its answer cannot keep a call open past it.
 """
 
 from __future__ import annotations
 
 import copy
+import http.client
 import re
 import threading
 import time
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import requests
+import urllib3
 import zeep
 from lxml import etree  # type: ignore[import-untyped, unused-ignore]
 
@@ -35,6 +39,7 @@ from hub.contract.names import (
 from hub.contract.personnummer import mask_text
 from hub.contract.wsdl import PORT, SERVICE, WSDL_FILE, wsdl_dir
 from hub.contract.xmlsafe import UnsafeXml, parse_untrusted
+from hub.outbound.deadline import CallGuard, Deadlines, guarded_session
 from hub.outbound.settings import ConsumerSettings, DestinationPolicy
 
 _FAULT_TAG: Final = f"{{{SOAP11_ENV_NS}}}Fault"
@@ -125,8 +130,9 @@ class CallResult:
     """What one call led to, for the resend policy and the region's log.
 
     ``outcome``: delivered (OK/INFO), refused (ERROR: final), retry (timeout, connection error,
-    5xx without SOAP, VP009, a producer's soap:Server fault) or config (a configuration fault:
-    stop and alert). ``code`` is the short reason (OK, INFO, ERROR, VP004, TIMEOUT, HTTP502, …).
+    an answer cut off, 5xx without SOAP, VP009, a producer's soap:Server fault, a call cut short
+    because the worker stopped) or config (a configuration fault: stop and alert). ``code`` is
+    the short reason (OK, INFO, ERROR, VP004, TIMEOUT, BROKEN, INTERRUPTED, HTTP502, …).
     ``text`` is masked and safe to show an operator.
     """
 
@@ -214,11 +220,12 @@ class NtjpClient:
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
         self._soap_action = f'"{soap_action()}"'
+        self._deadlines = Deadlines()
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
+            session = guarded_session()
             # An HTTP(S)_PROXY in a worker's environment must not silently carry health data.
             session.trust_env = False
             if self.settings.client_cert is not None and self.settings.client_key is not None:
@@ -235,50 +242,46 @@ class NtjpClient:
         return session
 
     def call(self, envelope: bytes, correlation_id: str, policy: DestinationPolicy) -> CallResult:
-        """Post one request and classify the outcome; never raises for transport problems."""
+        """Post one request and classify the outcome; never raises for transport problems.
+
+        The whole exchange (connect, send, headers, body) ends by ``policy.deadline_s``: a call
+        past it is cut off and coded ``TIMEOUT``, an answer that breaks off ``BROKEN``, a call
+        cut short by :meth:`interrupt` ``INTERRUPTED``; each is worth another attempt.
+        """
         started = time.monotonic()
 
         def took() -> int:
             return round((time.monotonic() - started) * 1000)
 
-        try:
-            answer = self._session().post(
-                self.settings.ntjp_url,
-                data=envelope,
-                headers={HDR_CORRELATION_ID: correlation_id},
-                timeout=(policy.connect_timeout_ms / 1000, policy.timeout_ms / 1000),
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.exceptions.SSLError as exc:
-            # A certificate or CA problem does not heal by itself.
-            return CallResult(
-                "config", "TLS", _short(f"TLS: {type(exc).__name__}"), None, duration_ms=took()
-            )
-        except requests.Timeout as exc:
-            return CallResult(
-                "retry", "TIMEOUT", f"no answer in time ({type(exc).__name__})", duration_ms=took()
-            )
-        except requests.ConnectionError as exc:
-            return CallResult(
-                "retry", "CONNECT", f"connection failed ({type(exc).__name__})", duration_ms=took()
-            )
-        except requests.RequestException as exc:
-            return CallResult(
-                "retry", "TRANSPORT", f"transport error ({type(exc).__name__})", duration_ms=took()
-            )
-        try:
-            body = answer.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
-        except (requests.RequestException, OSError) as exc:
-            return CallResult(
-                "retry",
-                "TIMEOUT",
-                f"answer broke off ({type(exc).__name__})",
-                http_status=answer.status_code,
-                duration_ms=took(),
-            )
-        finally:
-            answer.close()
+        with self._deadlines.call(policy.deadline_s) as guard:
+            try:
+                answer = self._session().post(
+                    self.settings.ntjp_url,
+                    data=envelope,
+                    headers={HDR_CORRELATION_ID: correlation_id},
+                    timeout=(policy.connect_timeout_ms / 1000, policy.timeout_ms / 1000),
+                    allow_redirects=False,
+                    stream=True,
+                )
+            except requests.RequestException as exc:
+                if guard.expired:
+                    return _cut_short(guard, policy, None, took())
+                return _transport_failure(exc, took())
+            try:
+                body = answer.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
+            except _BODY_ERRORS as exc:
+                if guard.expired:
+                    return _cut_short(guard, policy, answer.status_code, took())
+                timed_out = isinstance(exc, (urllib3.exceptions.TimeoutError, TimeoutError))
+                return CallResult(
+                    "retry",
+                    "TIMEOUT" if timed_out else "BROKEN",
+                    f"answer {'stalled' if timed_out else 'broke off'} ({type(exc).__name__})",
+                    http_status=answer.status_code,
+                    duration_ms=took(),
+                )
+            finally:
+                answer.close()
         outcome, code, text = classify_response(answer.status_code, body)
         return CallResult(
             outcome,
@@ -290,9 +293,72 @@ class NtjpClient:
             took(),
         )
 
+    def interrupt(self) -> None:
+        """Cut every call in flight short (each returns ``INTERRUPTED``), and every later one."""
+        self._deadlines.interrupt()
+
     def close(self) -> None:
         """Close every thread's session."""
         with self._lock:
             sessions, self._sessions = self._sessions, []
         for session in sessions:
             session.close()
+        self._deadlines.close()
+
+
+# What reading an answer's body raises when the answer is cut off, stalls or cannot be decoded:
+# urllib3's own errors (ProtocolError for a short body, ReadTimeoutError, DecodeError) are not
+# OSErrors, and are not wrapped by requests when the body is read from ``raw``.
+_BODY_ERRORS = (
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+)
+
+
+def _transport_failure(exc: requests.RequestException, duration_ms: int) -> CallResult:
+    """The result of a call that got no answer: connection, TLS or timeout trouble."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        # A certificate or CA problem does not heal by itself.
+        return CallResult(
+            "config", "TLS", _short(f"TLS: {type(exc).__name__}"), None, duration_ms=duration_ms
+        )
+    if isinstance(exc, requests.Timeout):
+        return CallResult(
+            "retry",
+            "TIMEOUT",
+            f"no answer in time ({type(exc).__name__})",
+            duration_ms=duration_ms,
+        )
+    if isinstance(exc, requests.ConnectionError):
+        return CallResult(
+            "retry",
+            "CONNECT",
+            f"connection failed ({type(exc).__name__})",
+            duration_ms=duration_ms,
+        )
+    return CallResult(
+        "retry", "TRANSPORT", f"transport error ({type(exc).__name__})", duration_ms=duration_ms
+    )
+
+
+def _cut_short(
+    guard: CallGuard, policy: DestinationPolicy, status: int | None, duration_ms: int
+) -> CallResult:
+    """The result of a call its guard cut off: at the deadline, or because the worker stops."""
+    if guard.why == "interrupted":
+        return CallResult(
+            "retry",
+            "INTERRUPTED",
+            "the call was cut short: the worker stopped",
+            http_status=status,
+            duration_ms=duration_ms,
+        )
+    return CallResult(
+        "retry",
+        "TIMEOUT",
+        f"no complete answer within the call's deadline of {policy.deadline_s:g} s",
+        http_status=status,
+        duration_ms=duration_ms,
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     DateTime,
+    Engine,
     Update,
     and_,
     bindparam,
@@ -45,7 +46,7 @@ from hub.outbound.states import (
     OutboxError,
 )
 from hub.tenancy.access import Permission, RegionScope, region_cipher
-from hub.tenancy.keys import RegionCipher
+from hub.tenancy.keys import KeyDestroyed, RegionCipher
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class Claimed:
     token: str
     #: The content hash of the approval the record is sent on (checked before every call).
     decision_sha256: str | None = None
+    #: Until when the claim holds (the sender renews it before a call that could outlast it).
+    claimed_until: datetime | None = None
 
 
 def _due(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
@@ -133,16 +136,23 @@ def claim(
     PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` inside the UPDATE, so concurrent workers take
     disjoint rows without waiting. SQLite: one conditional UPDATE (the file's write lock makes it
     atomic) that re-checks the state. Either way two workers never hold the same record.
+
+    A record whose claim had expired (its worker stopped mid-call) had its attempt counted but
+    never recorded: that attempt is written to the log now, as lost (``LEASE``), so that every
+    attempt counted is an attempt recorded.
     """
+    now = utcnow()
+    engine = hub.db.region(lan)
     rows = claim_with(
-        hub.db.region(lan),
+        engine,
         _claim_statement(not hub.db.is_sqlite),
         token,
         limit=limit,
         lease=lease,
+        now=now,
         params={"b_to_lan": to_lan},
     )
-    return [
+    claimed = [
         Claimed(
             lan,
             row.id,
@@ -152,14 +162,109 @@ def claim(
             row.request_enc,
             token,
             row.decision_sha256,
+            now + lease,
         )
         for row in rows
     ]
+    _record_lost_attempts(engine, [c for c in claimed if c.attempt > 1], now)
+    return claimed
+
+
+def _record_lost_attempts(engine: Engine, claimed: Sequence[Claimed], now: datetime) -> None:
+    """Log the previous attempt of each record as lost where the log has no line for it."""
+    if not claimed:
+        return
+    with engine.begin() as connection:
+        logged = {
+            (row.outbox_id, row.attempt)
+            for row in connection.execute(
+                select(outbox_attempts.c.outbox_id, outbox_attempts.c.attempt).where(
+                    outbox_attempts.c.outbox_id.in_([c.id for c in claimed])
+                )
+            )
+        }
+        lost = [c for c in claimed if (c.id, c.attempt - 1) not in logged]
+        if lost:
+            connection.execute(
+                insert(outbox_attempts),
+                [
+                    {
+                        "outbox_id": c.id,
+                        "attempt": c.attempt - 1,
+                        "started_at": now,
+                        "duration_ms": 0,
+                        "worker": "(lost)",
+                        "outcome": "retry",
+                        "code": "LEASE",
+                        "detail": "the worker of this attempt stopped before recording it",
+                    }
+                    for c in lost
+                ],
+            )
+
+
+def renew(hub: Hub, items: Sequence[Claimed], lease: timedelta) -> list[Claimed]:
+    """Extend the claims of ``items`` (one region) to ``lease`` from now; return those renewed.
+
+    A claim that is no longer this sender's (it expired and another took it) is not renewed and
+    not returned: the record is the other's to call.
+    """
+    if not items:
+        return []
+    now = utcnow()
+    until = now + lease
+    renewed: set[str] = set()
+    by_token: dict[str, list[str]] = {}
+    for item in items:
+        by_token.setdefault(item.token, []).append(item.id)
+    with hub.db.region(items[0].lan).begin() as connection:
+        for token, ids in by_token.items():
+            rows = connection.execute(
+                update(outbox)
+                .where(
+                    outbox.c.id.in_(ids), outbox.c.claimed_by == token, outbox.c.state == SENDING
+                )
+                .values(claimed_until=until)
+                .returning(outbox.c.id)
+            )
+            renewed.update(row[0] for row in rows)
+    return [replace(item, claimed_until=until) for item in items if item.id in renewed]
+
+
+def unclaim(hub: Hub, items: Sequence[Claimed]) -> int:
+    """Give back claimed records never called (one region): queued again, the attempt uncounted.
+
+    Returns how many were given back (a claim already taken over by another sender is left).
+    """
+    if not items:
+        return 0
+    now = utcnow()
+    given = 0
+    by_token: dict[str, list[str]] = {}
+    for item in items:
+        by_token.setdefault(item.token, []).append(item.id)
+    with hub.db.region(items[0].lan).begin() as connection:
+        for token, ids in by_token.items():
+            given += connection.execute(
+                update(outbox)
+                .where(
+                    outbox.c.id.in_(ids), outbox.c.claimed_by == token, outbox.c.state == SENDING
+                )
+                .values(
+                    state=QUEUED,
+                    attempts=outbox.c.attempts - 1,
+                    claimed_by=None,
+                    claimed_until=None,
+                    updated_at=now,
+                )
+            ).rowcount
+    return given
 
 
 @dataclass(frozen=True)
 class Attempt:
-    """One finished call of a claimed record (or a claim given up without a call)."""
+    """One finished call of a claimed record (or a claim given up without a call: ``called``
+    False, the claim's count of an attempt is taken back)."""
 
     claimed: Claimed
     result: CallResult
@@ -207,11 +312,16 @@ def record_attempts(
 
     Each update is conditional on the claim token: a record whose claim expired and was taken by
     another worker is left to that worker. Alerts for refused, misconfigured and exhausted
-    records go to the hub's alerts table (no personal data) and to the log.
+    records go to the hub's alerts table (no personal data) and to the log. An attempt made
+    without a call (``called`` False) is not counted: ``attempts`` stays the number of calls.
     """
     if not attempts:
         return []
-    cipher = cipher or region_cipher(hub, lan)
+    if cipher is None and any(a.result.response is not None for a in attempts):
+        try:
+            cipher = region_cipher(hub, lan)
+        except KeyDestroyed:
+            cipher = None  # the key went while the call was out: its answer cannot be kept
     policy_of = policy if callable(policy) else (lambda _to_lan: policy)
     now = utcnow()
     planned: list[tuple[Attempt, dict[str, Any], tuple[str, str] | None]] = []
@@ -224,6 +334,10 @@ def record_attempts(
             "fault_code": None,
             "last_error": None,
         }
+        # The claim counted an attempt; one given up without a call is taken back.
+        counted = claimed.attempt if item.called else claimed.attempt - 1
+        if not item.called:
+            values["attempts"] = counted
         alert: tuple[str, str] | None = None
         if result.outcome == "delivered":
             values.update(
@@ -237,13 +351,13 @@ def record_attempts(
                 state=FAILED, fault_code=result.code, last_error=result.text, final_at=now
             )
             alert = ("configuration", result.text or result.code)
-        elif claimed.attempt >= policy_of(claimed.to_lan).max_attempts:
+        elif counted >= policy_of(claimed.to_lan).max_attempts:
             values.update(
                 state=FAILED, fault_code=result.code, last_error=result.text, final_at=now
             )
-            alert = ("exhausted", f"{claimed.attempt} attempts; last: {result.text}")
+            alert = ("exhausted", f"{counted} attempts; last: {result.text}")
         else:
-            pause = policy_of(claimed.to_lan).pause_before(claimed.attempt + 1)
+            pause = policy_of(claimed.to_lan).pause_before(counted + 1)
             values.update(
                 state=QUEUED,
                 fault_code=result.code,
@@ -291,7 +405,7 @@ def record_attempts(
                         "correlation_id": result.correlation_id,
                         "response_enc": (
                             cipher.seal(result.response, "outbox-response")
-                            if result.response is not None
+                            if result.response is not None and cipher is not None
                             else None
                         ),
                         "detail": result.text or "",

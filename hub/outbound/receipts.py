@@ -46,6 +46,7 @@ from sqlalchemy import and_, select, update
 
 from hub.clock import as_utc, utcnow
 from hub.context import Hub
+from hub.db import StoreMissing
 from hub.db.region_tables import decisions, outbox, review_records
 from hub.drops.base import RECEIPTS, Drop
 from hub.drops.session import region_drop
@@ -53,7 +54,7 @@ from hub.drops.state import Backoff
 from hub.outbound.states import FINAL_STATES
 from hub.review.records import REFUSED
 from hub.tenancy.access import region_cipher
-from hub.tenancy.keys import masked_personnummer
+from hub.tenancy.keys import KeyDestroyed, masked_personnummer
 from hub.tenancy.registry import MemberRegion, list_regions
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,8 @@ def write_region_receipts(
     ``withheld`` records); return how many were written.
 
     A drop that fails (or is backing off) stops this run for the region; the receipts are owed
-    until a later run.
+    until a later run. A region whose key was destroyed gets none (they would name records the
+    hub can no longer read); an ended region with its key still gets the outcomes it is owed.
     """
     lan = region.lan_code
     engine = hub.db.region(lan)
@@ -204,7 +206,11 @@ def write_region_receipts(
         withheld = _withheld_owed(connection, limit)
     if not sent and not withheld:
         return 0
-    cipher = region_cipher(hub, lan)
+    try:
+        cipher = region_cipher(hub, lan)
+    except KeyDestroyed:
+        log.warning("region %s: receipts skipped, the region's key is destroyed", lan)
+        return 0
     written = 0
     with region_drop(hub, region, backoff) as session:
         if session.skipped:
@@ -251,5 +257,8 @@ def write_receipts(hub: Hub, backoff: Backoff, lans: set[str] | None = None) -> 
     total = 0
     for region in members:
         if lans is None or region.lan_code in lans:
-            total += write_region_receipts(hub, region, backoff)
+            try:
+                total += write_region_receipts(hub, region, backoff)
+            except StoreMissing as exc:  # one region's missing store must not hold up the rest
+                log.warning("region %s: receipts skipped: %s", region.lan_code, exc)
     return total

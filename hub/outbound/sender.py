@@ -12,6 +12,17 @@ work and the scheduling; a pool of threads does only the HTTP calls:
 - it writes the finished attempts in batches, one transaction per region, and moves each record
   on by the rule #22 resend policy (:func:`hub.outbound.queue.record_attempts`).
 
+A claim never runs out under a record this process still holds: a call has a hard deadline
+(:attr:`DestinationPolicy.deadline_s`, the whole exchange), and before a call, and while records
+wait their turn, their claims are renewed to outlast it. So a claim expires only when its worker
+stopped, and then the next claim logs the lost attempt (:func:`hub.outbound.queue.claim`): each
+attempt is counted once and recorded once. :meth:`Dispatcher.close` (the worker's SIGTERM) cuts the
+calls in flight short, records them as ``INTERRUPTED`` and gives back what was claimed but not
+called, so the worker stops within seconds.
+
+Only member regions whose agreement is active are sent; the list is read again every poll
+interval, and a region that ended meanwhile has what it still had claimed given back unsent.
+
 Keeping the database work in one thread is deliberate: twenty threads each claiming and writing
 for their own destination spent their time waiting for each other (SQLite's write lock, and the
 interpreter lock) instead of sending.
@@ -40,6 +51,7 @@ from datetime import datetime, timedelta
 
 from hub.clock import swedish_today, utcnow
 from hub.context import Hub
+from hub.db import StoreMissing
 from hub.drops.state import Backoff
 from hub.outbound.client import CallResult, NtjpClient
 from hub.outbound.enqueue import matches_its_approval
@@ -52,12 +64,14 @@ from hub.outbound.queue import (
     next_due_at,
     pending_count,
     record_attempts,
+    renew,
+    unclaim,
 )
 from hub.outbound.receipts import write_receipts
 from hub.outbound.settings import ConsumerSettings, DestinationPolicy, load_consumer_settings
 from hub.outbound.states import DELIVERED, FAILED, QUEUED, REFUSED
 from hub.tenancy.access import region_cipher
-from hub.tenancy.keys import RegionCipher
+from hub.tenancy.keys import KeyDestroyed, RegionCipher, Unreadable
 from hub.tenancy.registry import list_regions
 
 log = logging.getLogger(__name__)
@@ -74,6 +88,10 @@ CLAIM_BUDGET_S = 0.05
 CLAIM_HORIZON_S = 5.0
 #: Threads making HTTP calls (shared by all destinations; each keeps its own connections).
 CALL_THREADS = 32
+#: A claim must hold this much longer than a call's deadline when the call starts.
+LEASE_MARGIN_S = 30.0
+#: How often the claims of records waiting their turn are looked at (and renewed if need be).
+RENEW_EVERY_S = 5.0
 
 
 class RateLimiter:
@@ -208,7 +226,10 @@ class Dispatcher:
         self._run_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._calls = ThreadPoolExecutor(max_workers=call_threads, thread_name_prefix="ntjp-call")
-        self._results: queue.SimpleQueue[tuple[Claimed, CallResult, datetime]] = queue.SimpleQueue()
+        # Finished calls: the claim, the result, when it started, whether a call went out.
+        self._results: queue.SimpleQueue[tuple[Claimed, CallResult, datetime, bool]] = (
+            queue.SimpleQueue()
+        )
         # Coordinator state (touched by the coordinator thread only).
         self._limiters: dict[str, RateLimiter] = {}
         self._pending: dict[str, deque[Claimed]] = {}
@@ -220,6 +241,7 @@ class Dispatcher:
         self._ciphers: dict[str, RegionCipher] = {}
         self._done: list[Attempt] = []
         self._oldest_done = 0.0
+        self._renewed_at = -math.inf
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -274,10 +296,12 @@ class Dispatcher:
         return self.stats.minus(before)
 
     def close(self) -> None:
-        """Stop: calls in flight finish and are recorded; records claimed but not yet called are
-        picked up again when their claim's lease ends.
+        """Stop within seconds: calls in flight are cut short and recorded as ``INTERRUPTED``
+        (an attempt like any other: the producer may have seen it); records claimed but not yet
+        called are given back at once, their attempt not counted.
         """
         self._stop.set()
+        self.client.interrupt()
         thread = self._thread
         if thread is not None:
             thread.join()
@@ -285,6 +309,7 @@ class Dispatcher:
         with self._run_lock:
             self._collect(block_s=0.0)
             self._flush()
+            self._give_back(lambda _item: True, "the worker stops")
         self.client.close()
 
     # -- the coordinator ----------------------------------------------------------------------
@@ -326,8 +351,62 @@ class Dispatcher:
         return max(policy.concurrency, self.settings.claim_batch)
 
     def _lease(self, policy: DestinationPolicy, batch: int) -> timedelta:
+        # Longer than a call's deadline (with a margin) in any case: renewals keep it so.
         waiting = batch / policy.rate_per_s if policy.rate_per_s > 0 else 0.0
-        return timedelta(seconds=2 * waiting + 2 * policy.timeout_ms / 1000 + 30)
+        return timedelta(seconds=2 * waiting + 2 * policy.deadline_s + LEASE_MARGIN_S)
+
+    def _renew(self, items: list[Claimed], policy: DestinationPolicy) -> list[Claimed]:
+        """Renew the claims of ``items`` to a full lease; return those still ours."""
+        lease = self._lease(policy, self._batch(policy))
+        by_lan: dict[str, list[Claimed]] = {}
+        for item in items:
+            by_lan.setdefault(item.lan, []).append(item)
+        kept: list[Claimed] = []
+        for lan_items in by_lan.values():
+            kept.extend(renew(self.hub, lan_items, lease))
+        if len(kept) < len(items):
+            lost = len(items) - len(kept)
+            log.warning("%d claimed record(s) were taken over by another sender", lost)
+        return kept
+
+    def _short_of(self, item: Claimed, policy: DestinationPolicy, ahead_s: float) -> bool:
+        """Whether the claim ends within a call's deadline, margin and ``ahead_s`` from now."""
+        if item.claimed_until is None:
+            return False
+        left = (item.claimed_until - utcnow()).total_seconds()
+        return left < policy.deadline_s + LEASE_MARGIN_S + ahead_s
+
+    def _keep_claims(self) -> None:
+        """Renew the claims of records waiting their turn before they could run out.
+
+        A record waiting here behind slow calls must never look abandoned: a claim (this
+        sender's next one, or another worker's) would take it, count another attempt, and this
+        sender's result would be thrown away as no longer its own.
+        """
+        now = time.monotonic()
+        if now - self._renewed_at < RENEW_EVERY_S:
+            return
+        self._renewed_at = now
+        for to_lan, pending in self._pending.items():
+            policy = self._policy(to_lan)
+            short = [c for c in pending if self._short_of(c, policy, 2 * RENEW_EVERY_S)]
+            if not short:
+                continue
+            kept = {c.id: c for c in self._renew(short, policy)}
+            lost = {c.id for c in short} - set(kept)
+            self._pending[to_lan] = deque(kept.get(c.id, c) for c in pending if c.id not in lost)
+
+    def _give_back(self, gone: Callable[[Claimed], bool], why: str) -> None:
+        """Give back the claimed, not yet called records for which ``gone`` holds."""
+        back: dict[str, list[Claimed]] = {}
+        for to_lan, pending in self._pending.items():
+            keep: deque[Claimed] = deque()
+            for item in pending:
+                (back.setdefault(item.lan, []) if gone(item) else keep).append(item)
+            self._pending[to_lan] = keep
+        for lan, items in back.items():
+            given = unclaim(self.hub, items)
+            log.info("region %s: %d claimed record(s) given back unsent (%s)", lan, given, why)
 
     def _claim_fair(self, to_lan: str, lans: list[str], want: int) -> list[Claimed]:
         """Up to ``want`` records for ``to_lan``, an equal share from each region, interleaved."""
@@ -351,7 +430,11 @@ class Dispatcher:
                 if round_ == 2 and len(per_region[lan]) < share:
                     continue  # this region had nothing more
                 asked = min(share, want - got)
-                rows = claim(self.hub, lan, to_lan, asked, token, lease)
+                try:
+                    rows = claim(self.hub, lan, to_lan, asked, token, lease)
+                except StoreMissing as exc:
+                    log.warning("region %s: outbox not sent: %s", lan, exc)
+                    rows = []
                 per_region[lan].extend(rows)
                 got += len(rows)
                 if len(rows) < asked:
@@ -365,8 +448,10 @@ class Dispatcher:
 
     def _call(self, item: Claimed, policy: DestinationPolicy) -> None:
         started = utcnow()
+        called = False
         try:
             envelope = self._cipher(item.lan).open(item.request_enc, "outbox-request")
+            called = True  # counted as an attempt from here on, as it always was
             if not matches_its_approval(envelope, item.decision_sha256, item.to_lan):
                 # Never call with content no decision covers; a person must look at this.
                 result = CallResult(
@@ -374,10 +459,14 @@ class Dispatcher:
                 )
             else:
                 result = self.client.call(envelope, item.correlation_id, policy)
+        except (KeyDestroyed, Unreadable) as exc:
+            # Sealed under a key that is gone (destroyed, or replaced by a reinstatement): it
+            # can never be sent. Failed now, with the reason, not retried as a mystery.
+            result = CallResult("config", "KEY", f"{exc}; the record is never sent")
         except Exception as exc:  # a bug here must not lose the record: it is retried
             log.exception("call for record %s failed unexpectedly", item.id)
             result = CallResult("retry", "INTERNAL", f"internal error ({type(exc).__name__})")
-        self._results.put((item, result, started))
+        self._results.put((item, result, started, called))
 
     def _collect(self, block_s: float) -> None:
         """Take finished calls off the result queue (waiting up to ``block_s`` for the first)."""
@@ -395,9 +484,9 @@ class Dispatcher:
                 break
         if not self._done:
             self._oldest_done = time.monotonic()
-        for item, result, started in items:
+        for item, result, started, called in items:
             self._inflight[item.to_lan] -= 1
-            self._done.append(Attempt(item, result, started))
+            self._done.append(Attempt(item, result, started, called=called))
 
     def _flush(self) -> None:
         if not self._done:
@@ -430,7 +519,7 @@ class Dispatcher:
             pending = self._pending.setdefault(to_lan, deque())
             inflight = self._inflight.setdefault(to_lan, 0)
             limiter = self._limiter(to_lan)
-            while pending and inflight < policy.concurrency:
+            while pending and inflight < policy.concurrency and not self._stop.is_set():
                 if pending[0].attempt > policy.max_attempts:
                     self._give_up(pending.popleft())
                     continue
@@ -439,6 +528,13 @@ class Dispatcher:
                     wake = min(wake, time.monotonic() + wait_s)
                     break
                 item = pending.popleft()
+                if self._short_of(item, policy, 0.0):
+                    # The call could outlast the claim: renew it first, or leave the record to
+                    # the sender that took it over.
+                    renewed = self._renew([item], policy)
+                    if not renewed:
+                        continue
+                    item = renewed[0]
                 inflight += 1
                 self._calls.submit(self._call, item, policy)
             self._inflight[to_lan] = inflight
@@ -485,13 +581,22 @@ class Dispatcher:
                 # New work (a record queued, a resend pause ended) shows up here.
                 if scanned_at > -math.inf:
                     lans = self.member_lans()
+                    # A region ended since the last look sends nothing more, and its key is
+                    # looked at again (destroyed elsewhere, or replaced) before the next call.
+                    self._give_back(_not_in(frozenset(lans)), "the agreement has ended")
+                    self._ciphers.clear()
                 for lan in lans:
-                    due = due_destinations(self.hub, lan)
+                    try:
+                        due = due_destinations(self.hub, lan)
+                    except StoreMissing as exc:  # one region's missing store stops only it
+                        log.warning("region %s: outbox not sent: %s", lan, exc)
+                        continue
                     self._work.update((lan, to_lan) for to_lan in due)
                     for to_lan in due:
                         self._empty_at.pop(to_lan, None)  # fresh evidence of work: claim now
                     active |= due
                 scanned_at = now
+            self._keep_claims()
             wake = now + self.settings.poll_interval_s
             wake = min(wake, self._dispatch(active))
             wake = min(wake, self._refill(active, lans))
@@ -515,6 +620,11 @@ class Dispatcher:
         # Calls still in flight (we were stopped) are recorded by close().
         if not self._stop.is_set() or not any(self._inflight.values()):
             self._flush()
+
+
+def _not_in(lans: frozenset[str]) -> Callable[[Claimed], bool]:
+    """Whether a claimed record's region is not among ``lans``."""
+    return lambda item: item.lan not in lans
 
 
 def run_senders_once(hub: Hub, settings: ConsumerSettings | None = None) -> SendStats:

@@ -49,6 +49,15 @@ class DestinationPolicy:
     timeout_ms: int = 35_000
     connect_timeout_ms: int = 5_000
 
+    @property
+    def deadline_s(self) -> float:
+        """The hard deadline of one call: connect + read timeout, for the whole exchange.
+
+        The timeouts bound each wait on the socket; this bounds the call, however slowly a
+        destination trickles its answer. A claim's lease is always longer (hub.outbound.sender).
+        """
+        return (self.connect_timeout_ms + self.timeout_ms) / 1000
+
     def pause_before(self, attempt: int) -> float:
         """Seconds to wait before ``attempt`` (2, 3, …): pause × backoff^(attempt − 2), capped."""
         if attempt <= 1:

@@ -4,7 +4,9 @@ One request walks: IP allow-list (VP011) → caller's HSA-id (VP002) → origina
 rights (VP013) → routing loop (VP014) → safe parse (VP015) → logical address (VP003) → routing
 table (VP004/VP006) → authorisation table (VP007) → producer, over HTTP or the in-process mock
 (VP009 on timeout, unreachable, non-SOAP error or empty body). The producer's 200 answer and its
-500 + SOAP Fault are passed back byte for byte.
+500 + SOAP Fault are passed back byte for byte. The timeout is the whole call's, as the
+platform's is: a producer that trickles its answer gets VP009 at the timeout like a silent one
+(:mod:`hub.outbound.deadline`).
 
 The app holds no per-request state; the tables are immutable and the outbound HTTP sessions come
 from a pool, so one instance serves any number of threads.
@@ -37,6 +39,7 @@ from hub.contract.names import (
     SOAP11_ENV_NS,
 )
 from hub.contract.xmlsafe import UnsafeXml, parse_untrusted
+from hub.outbound.deadline import Deadlines, guarded_session
 from hub.sim.config import ANY, MOCK_SCHEME, Route, SimConfig, validate_sim_config
 from hub.sim.faults import CONTENT_TYPE_XML, VpCode, VpFault, fault_body, soap_fault
 from hub.sim.mock import MOCK_PATH, MockOptions, MockProducer, MockReply, parse_mock_url
@@ -167,9 +170,10 @@ class SimApp:
         self._allow = [ipaddress.ip_network(a, strict=False) for a in config.ip_allow_list]
         self._original_allowed = {c.casefold() for c in config.original_consumer_allowed}
         self._sessions = _SessionPool(self._new_session)
+        self._deadlines = Deadlines()
 
     def _new_session(self) -> requests.Session:
-        session = requests.Session()
+        session = guarded_session()
         # Loopback producers must never go through an HTTP(S)_PROXY from the environment.
         session.trust_env = False
         session.verify = self.config.tls_ca_bundle or True
@@ -180,6 +184,7 @@ class SimApp:
     def close(self) -> None:
         """Close the pooled outbound connections."""
         self._sessions.close()
+        self._deadlines.close()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
@@ -348,40 +353,49 @@ class SimApp:
         self, route: Route, data: bytes, headers: dict[str, str], timeout: float
     ) -> tuple[int, bytes, str, int]:
         url = route.url
+        timed_out = VpFault(
+            VpCode.VP009,
+            f"Timeout when waiting on response from producer at address {url} "
+            f"(timeout {timeout} s)",
+        )
         with self._sessions.session() as session:
             for attempt in (1, 2):
                 started = time.monotonic()
-                try:
-                    answer = session.post(
-                        url,
-                        data=data,
-                        headers=headers,
-                        timeout=(self.config.connect_timeout_s, timeout),
-                        allow_redirects=False,
-                    )
-                    break
-                except requests.ConnectionError as exc:
-                    # The platform retries once, after a pause, on socket errors only; producers
-                    # must be idempotent for exactly this reason (docs/contract.md).
-                    if attempt == 2:
+                # The whole call, connect to the answer's last byte, within the timeout: the
+                # read timeout alone bounds each wait, and a producer trickling a byte at a time
+                # would hold the call (and the consumer) for as long as it liked.
+                with self._deadlines.call(timeout) as guard:
+                    try:
+                        answer = session.post(
+                            url,
+                            data=data,
+                            headers=headers,
+                            timeout=(self.config.connect_timeout_s, timeout),
+                            allow_redirects=False,
+                        )
+                        break
+                    except requests.ConnectionError as exc:
+                        if guard.expired:
+                            raise timed_out from None
+                        # The platform retries once, after a pause, on socket errors only;
+                        # producers must be idempotent for exactly this reason (docs/contract.md).
+                        if attempt == 2:
+                            raise VpFault(
+                                VpCode.VP009,
+                                f"Error connecting to service producer at address {url} "
+                                f"(after one retry): {type(exc).__name__}",
+                            ) from None
+                    except requests.Timeout:
+                        raise timed_out from None
+                    except requests.RequestException as exc:
+                        if guard.expired:
+                            raise timed_out from None
                         raise VpFault(
                             VpCode.VP009,
-                            f"Error connecting to service producer at address {url} "
-                            f"(after one retry): {type(exc).__name__}",
+                            f"Error connecting to service producer at address {url}: "
+                            f"{type(exc).__name__}",
                         ) from None
-                    time.sleep(self.config.retry_pause_s)
-                except requests.Timeout:
-                    raise VpFault(
-                        VpCode.VP009,
-                        f"Timeout when waiting on response from producer at address {url} "
-                        f"(read timeout {timeout} s)",
-                    ) from None
-                except requests.RequestException as exc:
-                    raise VpFault(
-                        VpCode.VP009,
-                        f"Error connecting to service producer at address {url}: "
-                        f"{type(exc).__name__}",
-                    ) from None
+                time.sleep(self.config.retry_pause_s)
         prt = _ms_since(started)
         body = answer.content
         content_type = answer.headers.get("Content-Type", CONTENT_TYPE_XML)

@@ -49,7 +49,7 @@ class Route:
 
     ``contract`` is a contract namespace or ``"*"`` (any contract). ``url`` is ``http(s)://…`` or
     ``mock:`` (optionally ``mock:?fault_rate=…&error_rate=…&seed=…``). ``timeout_s`` overrides the
-    global read timeout for this producer.
+    global read timeout for this producer (the whole call's, as the platform's: VP009 at it).
     """
 
     logical_address: str

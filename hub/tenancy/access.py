@@ -157,13 +157,15 @@ class Forbidden(AccessError, PermissionError):
 
 
 def region_cipher(hub: Hub, lan_code: str) -> RegionCipher:
-    """The region's cipher; opens a hub connection only the first time in this process."""
-    cipher = hub.keys.cached(lan_code)
-    if cipher is None:
-        cipher = read_once_more_if_lost(
-            hub.db.hub, lambda connection: hub.keys.cipher(connection, lan_code)
-        )
-    return cipher
+    """The region's cipher, its key's row looked at now (one small query; unwrapped once).
+
+    Raises :class:`~hub.tenancy.keys.KeyDestroyed` when the key was destroyed, in this process
+    or another: every reader and sealer comes through here, but the inbound store once it holds
+    a copy (its group commit checks the key's row in the same transaction as the insert).
+    """
+    return read_once_more_if_lost(
+        hub.db.hub, lambda connection: hub.keys.cipher(connection, lan_code)
+    )
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,7 @@ class RegionScope:
 
     @cached_property
     def cipher(self) -> RegionCipher:
-        """The region's cipher (unwrapped once per process)."""
+        """The region's cipher, its key checked once for this scope (KeyDestroyed if gone)."""
         return region_cipher(self.hub, self.lan)
 
     def may(self, permission: Permission) -> bool:

@@ -15,6 +15,7 @@ import os
 import threading
 import zlib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -23,9 +24,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Connection, select, update
 
-from hub.clock import utcnow
+from hub.clock import as_utc, utcnow
 from hub.config import ConfigError, Settings
 from hub.contract.personnummer import mask
+from hub.db.engines import make_private_dir
 from hub.db.hub_tables import region_keys
 
 _NONCE = 12
@@ -38,6 +40,11 @@ _VERSION_DEFLATED = b"\x02"
 
 class KeyDestroyed(LookupError):
     """The region's key was destroyed (agreement ended): its data can no longer be read."""
+
+
+class Unreadable(ValueError):
+    """Sealed data the region's key cannot open: sealed under a key since destroyed or replaced
+    (``region reinstate`` gives a region a new key), or damaged. The text names no value."""
 
 
 def load_master_key(settings: Settings) -> bytes:
@@ -53,7 +60,7 @@ def load_master_key(settings: Settings) -> bytes:
     if not settings.is_dev:
         raise ConfigError("AGENTHUB_MASTER_KEY is required outside dev/test")
     path: Path = settings.data_dir / "master.key"
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(settings.data_dir)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -70,6 +77,13 @@ class RegionCipher:
     lan_code: str
     _aead: AESGCM
     _hash_key: bytes
+    #: The key as ``hub.region_keys`` holds it (wrapped): which key this is. A store compares it
+    #: with the row in the same transaction (:mod:`hub.inbound.groupcommit`), so a key destroyed
+    #: or replaced by another process is never sealed with from a stale copy.
+    key_ref: bytes = b""
+    #: When the region's earlier key was destroyed (None: never): what was sealed before then
+    #: was sealed under that key, and no later try can open it.
+    earlier_key_destroyed_at: datetime | None = None
 
     def seal(self, plaintext: bytes, purpose: str) -> bytes:
         """Encrypt; ``purpose`` (e.g. "pnr", "body") is bound in, so fields cannot be swapped."""
@@ -82,10 +96,22 @@ class RegionCipher:
         earlier version)."""
         version = sealed[:1]
         if version not in (_VERSION, _VERSION_DEFLATED):
-            raise ValueError("unknown sealed-data version")
+            raise Unreadable(f"region {self.lan_code}: {purpose}: unknown sealed-data version")
         nonce, body = sealed[1 : 1 + _NONCE], sealed[1 + _NONCE :]
-        plaintext = self._aead.decrypt(nonce, body, f"{self.lan_code}:{purpose}".encode())
+        try:
+            plaintext = self._aead.decrypt(nonce, body, f"{self.lan_code}:{purpose}".encode())
+        except InvalidTag:
+            raise Unreadable(
+                f"region {self.lan_code}: the {purpose} cannot be opened with the region's key "
+                "(InvalidTag: sealed under a key since destroyed or replaced, or damaged)"
+            ) from None
         return zlib.decompress(plaintext) if version == _VERSION_DEFLATED else plaintext
+
+    def sealed_before(self, at: datetime | None) -> bool:
+        """Whether something sealed at ``at`` was sealed under the region's destroyed key."""
+        at = as_utc(at)
+        destroyed = self.earlier_key_destroyed_at
+        return at is not None and destroyed is not None and at < destroyed
 
     def keyed_hash(self, value: str | bytes) -> str:
         """HMAC-SHA256 under the region's hash key: equal inputs match, nothing can be guessed."""
@@ -105,7 +131,7 @@ def masked_personnummer(cipher: RegionCipher, sealed: bytes) -> str:
     """
     try:
         return mask(cipher.open(sealed, "pnr").decode())
-    except (InvalidTag, ValueError):
+    except (InvalidTag, ValueError):  # Unreadable is a ValueError, as is bad UTF-8
         return UNREADABLE
 
 
@@ -114,15 +140,28 @@ def _secret_aad(purpose: str) -> bytes:
     return f"hub-secret:{purpose}".encode()
 
 
-def _derive(data_key: bytes, lan_code: str) -> RegionCipher:
+def _derive(
+    data_key: bytes, lan_code: str, key_ref: bytes, destroyed_at: datetime | None
+) -> RegionCipher:
     hash_key = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=None, info=f"hash:{lan_code}".encode()
     ).derive(data_key)
-    return RegionCipher(lan_code, AESGCM(data_key), hash_key)
+    return RegionCipher(lan_code, AESGCM(data_key), hash_key, key_ref, destroyed_at)
+
+
+def destroyed_text(lan_code: str) -> str:
+    """What a refusal says when a region's key is destroyed (no personal data)."""
+    return f"region {lan_code}: its key was destroyed (agreement ended); its data cannot be read"
 
 
 class KeyStore:
-    """Creates, unwraps (and caches) and destroys region keys held in ``hub.region_keys``."""
+    """Creates, unwraps (and caches) and destroys region keys held in ``hub.region_keys``.
+
+    The cache saves unwrapping, never a look at the key's row: :meth:`cipher` reads the row each
+    time, so a key another process destroyed or replaced is noticed at once. Only the inbound
+    path uses :meth:`cached` without a look, and its store checks the row in the same
+    transaction (:mod:`hub.inbound.groupcommit`).
+    """
 
     def __init__(self, master_key: bytes) -> None:
         self._master = AESGCM(master_key)
@@ -151,13 +190,20 @@ class KeyStore:
             algorithm=hashes.SHA256(), length=32, salt=None, info=f"hub-derived:{purpose}".encode()
         ).derive(self._master_key)
 
-    def create(self, connection: Connection, lan_code: str) -> None:
-        """Give a region a fresh data key (no-op if it already has a live one)."""
+    def create(self, connection: Connection, lan_code: str, *, rekey: bool = False) -> bool:
+        """Give a region a fresh data key; return whether one was made.
+
+        A region with a live key keeps it. A destroyed key is never replaced in passing (that
+        would bring an ended region back with a new key): :class:`KeyDestroyed`, unless
+        ``rekey`` (``region reinstate``, the explicit re-onboarding) asks for a new one.
+        """
         row = connection.execute(
             select(region_keys.c.wrapped_key).where(region_keys.c.lan_code == lan_code)
         ).first()
         if row is not None and row.wrapped_key is not None:
-            return
+            return False
+        if row is not None and not rekey:
+            raise KeyDestroyed(destroyed_text(lan_code))
         data_key = AESGCM.generate_key(bit_length=256)
         nonce = os.urandom(_NONCE)
         wrapped = nonce + self._master.encrypt(nonce, data_key, f"region-key:{lan_code}".encode())
@@ -167,11 +213,36 @@ class KeyStore:
                 region_keys.insert().values(lan_code=lan_code, wrapped_key=wrapped, created_at=now)
             )
         else:
+            # ``destroyed_at`` is kept: it tells which of the region's rows were sealed under
+            # the destroyed key (RegionCipher.sealed_before).
             connection.execute(
                 update(region_keys)
                 .where(region_keys.c.lan_code == lan_code)
-                .values(wrapped_key=wrapped, created_at=now, destroyed_at=None)
+                .values(wrapped_key=wrapped, created_at=now)
             )
+        self.forget(lan_code)
+        return True
+
+    def rewrap(self, connection: Connection, lan_code: str) -> None:
+        """Wrap the region's (same) data key anew, so that its row no longer holds the blob any
+        process has cached: ``region end`` does it, and a store checks the blob in the same
+        transaction as its insert (:mod:`hub.inbound.groupcommit`), so nothing is stored for an
+        ended region with a key cached before the end. What was sealed stays readable."""
+        row = connection.execute(
+            select(region_keys.c.wrapped_key).where(region_keys.c.lan_code == lan_code)
+        ).first()
+        if row is None or row.wrapped_key is None:
+            return
+        wrapped: bytes = bytes(row.wrapped_key)
+        aad = f"region-key:{lan_code}".encode()
+        data_key = self._master.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], aad)
+        nonce = os.urandom(_NONCE)
+        connection.execute(
+            update(region_keys)
+            .where(region_keys.c.lan_code == lan_code)
+            .values(wrapped_key=nonce + self._master.encrypt(nonce, data_key, aad))
+        )
+        self.forget(lan_code)
 
     def cached(self, lan_code: str) -> RegionCipher | None:
         """The region's cipher if this process already unwrapped its key (no database access)."""
@@ -179,20 +250,28 @@ class KeyStore:
             return self._cache.get(lan_code)
 
     def cipher(self, connection: Connection, lan_code: str) -> RegionCipher:
-        """Return the region's cipher, unwrapping its key on first use."""
-        cached = self.cached(lan_code)
-        if cached is not None:
-            return cached
+        """Return the region's cipher after a look at its key's row (unwrapped on first use).
+
+        Raises :class:`KeyDestroyed` when the key was destroyed, here or in another process.
+        """
         row = connection.execute(
-            select(region_keys.c.wrapped_key).where(region_keys.c.lan_code == lan_code)
+            select(region_keys.c.wrapped_key, region_keys.c.destroyed_at).where(
+                region_keys.c.lan_code == lan_code
+            )
         ).first()
         if row is None or row.wrapped_key is None:
-            raise KeyDestroyed(f"region {lan_code} has no key")
-        wrapped: bytes = row.wrapped_key
+            self.forget(lan_code)
+            if row is None:
+                raise KeyDestroyed(f"region {lan_code} has no key")
+            raise KeyDestroyed(destroyed_text(lan_code))
+        wrapped: bytes = bytes(row.wrapped_key)
+        cached = self.cached(lan_code)
+        if cached is not None and cached.key_ref == wrapped:
+            return cached
         data_key = self._master.decrypt(
             wrapped[:_NONCE], wrapped[_NONCE:], f"region-key:{lan_code}".encode()
         )
-        cipher = _derive(data_key, lan_code)
+        cipher = _derive(data_key, lan_code, wrapped, as_utc(row.destroyed_at))
         with self._lock:
             self._cache[lan_code] = cipher
         return cipher

@@ -7,21 +7,21 @@ region in ``regions/`` (``agenthub regions sync``). Every change is written to t
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field
-from datetime import date
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, update
 
 from hub.audit import Action, record_operator
-from hub.clock import utcnow
+from hub.clock import as_utc, utcnow
 from hub.contract.hsaid import is_hsa_id
 from hub.contract.regions import LAN_CODE_RE
 from hub.db import Database
 from hub.db.hub_tables import regions
 from hub.db.migrate import upgrade_region
-from hub.tenancy.keys import KeyStore
+from hub.tenancy.keys import KeyDestroyed, KeyStore
 
 if TYPE_CHECKING:
     from hub.tenancy.access import Actor
@@ -50,11 +50,16 @@ class MemberRegion:
     active_to: date | None = None
     #: The review policy: a flagged record needs the approval of a second reviewer.
     second_review_flagged: bool = False
+    #: When ``region end`` ended the agreement (None: never, or reinstated since). Only the
+    #: registry sets it; a region file cannot, so a sync cannot undo an end.
+    ended_at: datetime | None = None
 
     def is_active(self, today: date) -> bool:
-        """An agreement is active when signed, confirmed by the platform, and today is in range."""
+        """An agreement is active when signed, confirmed by the platform, today is in range, and
+        it was not ended (an ended agreement is over at once, not at the end of the day)."""
         return (
-            self.agreement_signed is not None
+            self.ended_at is None
+            and self.agreement_signed is not None
             and self.platform_confirmed is not None
             and (self.active_from is None or self.active_from <= today)
             and (self.active_to is None or today <= self.active_to)
@@ -62,7 +67,7 @@ class MemberRegion:
 
     def agreement_state(self, today: date) -> str:
         """A short word for operators: active, pending, not-started or ended."""
-        if self.active_to is not None and today > self.active_to:
+        if self.ended_at is not None or (self.active_to is not None and today > self.active_to):
             return "ended"
         if self.agreement_signed is None or self.platform_confirmed is None:
             return "pending"
@@ -102,6 +107,7 @@ def _row_to_region(row: Any) -> MemberRegion:
         active_from=row.active_from,
         active_to=row.active_to,
         second_review_flagged=bool(row.second_review_flagged),
+        ended_at=as_utc(row.ended_at),
     )
 
 
@@ -123,13 +129,24 @@ def _values(region: MemberRegion) -> dict[str, Any]:
     return values
 
 
+def ended_text(region: MemberRegion) -> str:
+    """Why an ended region cannot be saved from a definition, and what to do instead."""
+    assert region.ended_at is not None
+    return (
+        f"region {region.lan_code} was ended on {region.ended_at:%Y-%m-%d %H:%M} UTC; a region "
+        "definition never revives an ended region: remove its file, or re-onboard it explicitly "
+        f"with `agenthub region reinstate --lan {region.lan_code}`"
+    )
+
+
 def save_region(
     db: Database, keys: KeyStore, region: MemberRegion, actor: Actor, *, create: bool
 ) -> str:
     """Insert or update a region, give it a key and a migrated store; return what happened.
 
     ``create=True`` refuses a län code that already exists (``region add``); ``create=False``
-    updates or inserts (``regions sync``). Returns "added", "updated" or "unchanged".
+    updates or inserts (``regions sync``). Returns "added", "updated" or "unchanged". An ended
+    region is refused (:func:`ended_text`): only :func:`reinstate_region` brings one back.
     """
     region.check()
     now = utcnow()
@@ -137,6 +154,9 @@ def save_region(
         existing = get_region(connection, region.lan_code)
         if existing is not None and create:
             raise RegionError(f"region {region.lan_code} already exists")
+        if existing is not None and existing.ended_at is not None:
+            raise RegionError(ended_text(existing))
+        region = replace(region, ended_at=None)
         if existing == region:
             outcome = "unchanged"
         elif existing is None:
@@ -151,7 +171,13 @@ def save_region(
                 .values(**_values(region), updated_at=now)
             )
             outcome = "updated"
-        keys.create(connection, region.lan_code)
+        try:
+            keys.create(connection, region.lan_code)
+        except KeyDestroyed:
+            raise RegionError(
+                f"region {region.lan_code}: its key was destroyed; re-onboard it explicitly "
+                f"with `agenthub region reinstate --lan {region.lan_code}`"
+            ) from None
         if outcome != "unchanged":
             action = Action.REGION_ADDED if outcome == "added" else Action.REGION_UPDATED
             record_operator(connection, actor, action, region.lan_code, region.name)
@@ -163,20 +189,62 @@ def save_region(
 def end_agreement(
     db: Database, keys: KeyStore, lan_code: str, actor: Actor, *, destroy_key: bool, today: date
 ) -> None:
-    """End a region's agreement today; with ``destroy_key`` its stored data becomes unreadable."""
+    """End a region's agreement now; with ``destroy_key`` its stored data becomes unreadable.
+
+    From the commit on, every process refuses the region: inbound calls are answered ERROR and
+    stored nowhere (the key's row changes, destroyed or wrapped anew, and the group commit checks
+    it in the same transaction as its insert; a process that has no copy yet reads ``ended_at``
+    first), its outbox is no longer sent and its extracts no longer picked up. Data
+    received before the end is still handed back (delivery, receipts) unless the key is
+    destroyed. Ending an ended region again keeps the first end's time.
+    """
+    now = utcnow()
     with db.hub.begin() as connection:
-        if get_region(connection, lan_code) is None:
+        region = get_region(connection, lan_code)
+        if region is None:
             raise RegionError(f"region {lan_code} is not registered")
+        last_day = today
+        if region.active_from is not None and region.active_from > today:
+            last_day = region.active_from  # never before the first day: the dates stay valid
         connection.execute(
             update(regions)
             .where(regions.c.lan_code == lan_code)
-            .values(active_to=today, updated_at=utcnow())
+            .values(active_to=last_day, ended_at=region.ended_at or now, updated_at=now)
         )
         if destroy_key:
             keys.destroy(connection, lan_code)
+        else:
+            # The same key, wrapped anew: every copy cached by a serving process stops matching
+            # the key's row, which the inbound store checks in its own transaction.
+            keys.rewrap(connection, lan_code)
         record_operator(
             connection, actor, Action.REGION_ENDED, lan_code, f"destroy_key={destroy_key}"
         )
+    keys.forget(lan_code)
+
+
+def reinstate_region(db: Database, keys: KeyStore, lan_code: str, actor: Actor) -> bool:
+    """Re-onboard an ended region (``agenthub region reinstate``); return whether it got a new key.
+
+    The explicit act that undoes :func:`end_agreement`: the end and its last day are cleared
+    (a sync then sets the dates from the region's file again). A region whose key was destroyed
+    gets a new one; what it stored before stays unreadable and is listed as such.
+    """
+    with db.hub.begin() as connection:
+        region = get_region(connection, lan_code)
+        if region is None:
+            raise RegionError(f"region {lan_code} is not registered")
+        if region.ended_at is None:
+            raise RegionError(f"region {lan_code} is not ended; nothing to reinstate")
+        connection.execute(
+            update(regions)
+            .where(regions.c.lan_code == lan_code)
+            .values(active_to=None, ended_at=None, updated_at=utcnow())
+        )
+        rekeyed = keys.create(connection, lan_code, rekey=True)
+        record_operator(connection, actor, Action.REGION_REINSTATED, lan_code, f"new_key={rekeyed}")
+    upgrade_region(db, lan_code)
+    return rekeyed
 
 
 def _date(value: Any, where: str) -> date | None:
@@ -243,7 +311,8 @@ def sync_regions(db: Database, keys: KeyStore, folder: Path, actor: Actor) -> di
 
     All files are read and checked before anything is written, so one bad file changes nothing.
     Regions that have no file are reported as "not-in-files" and left alone: offboarding is an
-    explicit act (``region end``), never the side effect of a missing file.
+    explicit act (``region end``), never the side effect of a missing file. Nor is onboarding
+    again: a file of an ended region fails the whole sync, saying which and why.
     """
     files = sorted(folder.glob("*.toml"))
     parsed = [region_from_file(path) for path in files]
@@ -252,6 +321,15 @@ def sync_regions(db: Database, keys: KeyStore, folder: Path, actor: Actor) -> di
         if region.lan_code in seen:
             raise RegionError(f"{path.name}: län {region.lan_code} also in {seen[region.lan_code]}")
         seen[region.lan_code] = path.name
+    with db.hub.connect() as connection:
+        ended = {r.lan_code: r for r in list_regions(connection) if r.ended_at is not None}
+    revived = [
+        f"{path.name}: {ended_text(ended[region.lan_code])}"
+        for path, region in zip(files, parsed, strict=True)
+        if region.lan_code in ended
+    ]
+    if revived:
+        raise RegionError("; ".join(revived))
     outcome = {r.lan_code: save_region(db, keys, r, actor, create=False) for r in parsed}
     with db.hub.connect() as connection:
         for region in list_regions(connection):

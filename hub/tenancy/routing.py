@@ -44,10 +44,13 @@ class Router:
             self._cache[lan_code] = (now, region)
         return region
 
-    def invalidate(self) -> None:
-        """Forget cached lookups (after a registry change in this process)."""
+    def invalidate(self, lan_code: str | None = None) -> None:
+        """Forget cached lookups (after a registry change): of one region, or all."""
         with self._lock:
-            self._cache.clear()
+            if lan_code is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(lan_code, None)
 
     def route(self, logical_address: str | None, today: date) -> Route:
         """Route an inbound LogicalAddress; it must be a served län with an active agreement."""
@@ -60,6 +63,8 @@ class Router:
                 f"LogicalAddress {logical_address} is not served by this hub "
                 "(logical address rule)",
             )
+        if region.ended_at is not None:
+            return Route(None, ended_reason(logical_address))
         if not region.is_active(today):
             return Route(
                 None,
@@ -67,3 +72,11 @@ class Router:
                 "(logical address rule)",
             )
         return Route(region)
+
+
+def ended_reason(lan_code: str) -> str:
+    """The resultText of a call for a region whose agreement was ended (or key destroyed)."""
+    return (
+        f"LogicalAddress {lan_code}: the region's agreement has ended; the hub no longer "
+        "receives for it (logical address rule)"
+    )

@@ -2,7 +2,9 @@
 
 A region the user holds no role in is answered exactly as one that does not exist (404, from
 :class:`hub.tenancy.access.NotFound`); a role that does not allow the action answers 403; a form
-without a valid CSRF token answers 400. No page says more than that.
+without a valid CSRF token answers 400. Data that can no longer be opened (the region's key was
+destroyed, or what is asked for was sealed under a key since destroyed) answers 410, saying so;
+a region's store that is missing answers 503. No page says more than that.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.http import HTTP_STATUS_CODES
 
+from hub.db import StoreMissing
 from hub.tenancy.access import Forbidden, NotFound
+from hub.tenancy.keys import KeyDestroyed, Unreadable
 from hub.web.problems import problem
 from hub.web.users import is_api_request
 
@@ -37,8 +41,18 @@ def _texts(status: int) -> tuple[str, str]:
         )
     if status == 405:
         return _("Not allowed"), _("The page cannot be used in this way.")
+    if status == 410:
+        return _("No longer readable"), _(
+            "This was sealed under the region's key, which has since been destroyed: it can "
+            "no longer be opened, by anyone."
+        )
     if status == 413:
         return _("Too large"), _("What you sent is larger than the hub accepts.")
+    if status == 503:
+        return _("Not available"), _(
+            "The region's store is missing on the hub. The agent's operators see why in the "
+            "hub's log; give them the request id below."
+        )
     return _("Something went wrong"), _(
         "The hub could not complete the request. Try again later; if it goes on, contact "
         "the agent's support and give them the request id below."
@@ -75,6 +89,18 @@ def register(app: Flask) -> None:
     @app.errorhandler(Forbidden)
     def not_allowed(error: Forbidden) -> Any:
         return _answer(403)
+
+    @app.errorhandler(KeyDestroyed)
+    @app.errorhandler(Unreadable)
+    def unreadable(error: Exception) -> Any:
+        # The text names the region and what could not be opened, never a value.
+        log.warning("refused, sealed data cannot be opened: %s", error)
+        return _answer(410)
+
+    @app.errorhandler(StoreMissing)
+    def store_missing(error: StoreMissing) -> Any:
+        log.error("a region's store is missing: %s", error)
+        return _answer(503)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Any:
