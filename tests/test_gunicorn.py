@@ -57,8 +57,9 @@ class Served:
 
 
 @pytest.fixture
-def serve(settings: Any, tmp_path: Path) -> Iterator[Callable[..., Served]]:
-    """Start gunicorn with deploy/gunicorn.conf.py (a short read deadline, one worker)."""
+def serve(settings: Any, hub: Any, tmp_path: Path) -> Iterator[Callable[..., Served]]:
+    """Start gunicorn with deploy/gunicorn.conf.py (a short read deadline, one worker), on a
+    migrated database (``hub``): the web side reads its sessions there on every request."""
     if not settings.is_sqlite:
         pytest.skip("the server's behaviour, not the database's; once is enough")
     started: list[Served] = []
